@@ -1,0 +1,148 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) qmp.balloon contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+# PRIVATE: this doc fragment is for the modules of qmp.balloon only; other
+# collections must not use it, it may change in any release.
+
+from __future__ import annotations
+
+
+class ModuleDocFragment(object):
+
+    # Options every qmp.balloon module shares: which VMs, how to reach them.
+    DOCUMENTATION = r'''
+options:
+  socket:
+    description:
+      - Absolute path of one VM's QMP unix socket, as given to QEMU with C(-qmp unix:PATH,server=on,wait=off).
+      - The task must run as a user that may write to the socket (usually root).
+      - Mutually exclusive with O(host), O(port) and O(targets).
+    type: path
+  host:
+    description:
+      - Host name or address of one VM's QMP TCP monitor (C(-qmp tcp:HOST:PORT,server=on,wait=off)).
+      - Requires O(port). Mutually exclusive with O(socket) and O(targets).
+      - A TCP monitor has no authentication; expose it only on loopback or a trusted network.
+    type: str
+  port:
+    description:
+      - TCP port of the monitor given in O(host), 1 to 65535.
+    type: int
+  name:
+    description:
+      - Name to report for the single VM given by O(socket) or O(host).
+      - Defaults to QEMU's own name (C(-name)), else the socket file name without its extension,
+        else C(HOST:PORT).
+    type: str
+  qom_path:
+    description:
+      - QOM path of the balloon device, for example V(/machine/peripheral/balloon0).
+      - When omitted, the balloon is found by its type, in C(/machine/peripheral), then
+        C(/machine/peripheral-anon), then by a bounded walk of the QOM tree.
+      - Whichever way it is found, the path must list the C(guest-stats-polling-interval) property.
+    type: str
+  targets:
+    description:
+      - Many VMs in one task, handled concurrently (see O(concurrency)).
+      - Mutually exclusive with O(socket), O(host), O(port), O(name) and O(qom_path).
+      - Results come in RV(vms) in the same order.
+    type: list
+    elements: dict
+    suboptions:
+      name:
+        description:
+          - Name to report for this VM. Must be unique within O(targets).
+          - Defaults as for the top-level O(name).
+        type: str
+      socket:
+        description:
+          - Absolute path of this VM's QMP unix socket. Exactly one of O(targets[].socket) and O(targets[].host).
+        type: path
+      host:
+        description:
+          - Host of this VM's QMP TCP monitor; requires O(targets[].port).
+        type: str
+      port:
+        description:
+          - TCP port of this VM's monitor.
+        type: int
+      qom_path:
+        description:
+          - QOM path of this VM's balloon device; found automatically when omitted.
+        type: str
+  timeout:
+    description:
+      - Seconds allowed for each VM's whole exchange with QEMU (connect, greeting, every command).
+      - A VM that takes longer fails with a message saying which step did not finish; others are not affected.
+      - A monitor held by another client never greets; it fails after this time as C(monitor busy).
+    type: float
+    default: 5
+  concurrency:
+    description:
+      - How many VMs are handled at the same time, each on its own short QMP connection.
+    type: int
+    default: 32
+  fail_on_error:
+    description:
+      - When V(true), the task fails if any VM could not be handled, after every other VM was handled.
+      - When V(false), the task succeeds; failed VMs carry RV(vms[].failed) and RV(vms[].msg) and a warning.
+    type: bool
+    default: true
+requirements:
+  - qemu.qmp == 0.0.6 (Python library, on the managed host)
+notes:
+  - QEMU serves one QMP client per monitor socket. A second client waits silently, so while another tool
+    (libvirt, a socat session, another play) holds a monitor, this module cannot use it and says C(monitor busy).
+    Each VM's connection is closed as soon as its work is done.
+  - For VMs managed by libvirt, libvirt holds the monitor permanently.
+  - The property is C(guest-stats-polling-interval); the C(stats-polling-interval) name in an example of
+    QEMU's own documentation does not exist.
+  - Neither the polling interval nor the stats survive live migration; set the interval again afterwards.
+  - Only these QMP commands are ever sent - C(qmp_capabilities), C(qom-list), C(qom-get), C(query-status),
+    C(query-name), C(query-uuid), C(query-balloon), and C(qom-set) on C(guest-stats-polling-interval) only.
+seealso:
+  - name: QEMU virtio-balloon statistics
+    description: QEMU's documentation of the guest statistics of the balloon device.
+    link: https://www.qemu.org/docs/master/interop/virtio-balloon-stats.html
+'''
+
+    # Standard attributes of a module that can change things.
+    ACTIONS = r'''
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: full
+  idempotent:
+    description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
+    support: full
+  action_group:
+    description: Use C(group/qmp.balloon.qmp) in C(module_defaults) to set defaults for this module.
+    support: full
+    membership:
+      - qmp.balloon.qmp
+'''
+
+    # Standard attributes of an information module.
+    INFO_MODULE = r'''
+attributes:
+  check_mode:
+    description: This action does not modify state.
+    support: full
+    details: The module only reads; it runs the same in check mode.
+  diff_mode:
+    description: This action does not modify state.
+    support: N/A
+  idempotent:
+    description: This action does not modify state.
+    support: full
+  action_group:
+    description: Use C(group/qmp.balloon.qmp) in C(module_defaults) to set defaults for this module.
+    support: full
+    membership:
+      - qmp.balloon.qmp
+'''

@@ -1,0 +1,186 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) qmp.balloon contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""What every qmp.balloon module shares: options, input checks, results.
+
+PRIVATE: not part of the collection's public API.
+
+A module builds a :class:`BalloonModule`, which owns the common options
+(documented once in the ``qmp.balloon._common`` doc fragment), refuses bad
+input before any VM is touched, runs the engine and exits with ``vms`` in
+input order (plus the single VM's fields at the top level).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.qmp.balloon.plugins.module_utils import _engine
+from ansible_collections.qmp.balloon.plugins.module_utils._qmp import (
+    HAS_QEMU_QMP,
+    QEMU_QMP_IMPORT_ERROR,
+    QEMU_QMP_VERSION,
+    Endpoint,
+)
+
+TARGET_OPTIONS = dict(
+    name=dict(type='str'),
+    socket=dict(type='path'),
+    host=dict(type='str'),
+    port=dict(type='int'),
+    qom_path=dict(type='str'),
+)
+
+COMMON_ARGUMENT_SPEC = dict(
+    name=dict(type='str'),
+    socket=dict(type='path'),
+    host=dict(type='str'),
+    port=dict(type='int'),
+    qom_path=dict(type='str'),
+    targets=dict(type='list', elements='dict', options=TARGET_OPTIONS,
+                 mutually_exclusive=[('socket', 'host'), ('socket', 'port')],
+                 required_one_of=[('socket', 'host')],
+                 required_together=[('host', 'port')]),
+    timeout=dict(type='float', default=5.0),
+    concurrency=dict(type='int', default=32),
+    fail_on_error=dict(type='bool', default=True),
+)
+
+COMMON_MUTUALLY_EXCLUSIVE = [
+    ('socket', 'host'),
+    ('socket', 'port'),
+    ('targets', 'socket'),
+    ('targets', 'host'),
+    ('targets', 'port'),
+    ('targets', 'qom_path'),
+    ('targets', 'name'),
+]
+COMMON_REQUIRED_ONE_OF = [('socket', 'host', 'targets')]
+COMMON_REQUIRED_TOGETHER = [('host', 'port')]
+
+#: Keys of a VM's result that are not copied to the top level of a single-VM call.
+_NOT_AT_TOP = ('changed', 'failed', 'msg')
+
+
+def check_socket_path(path, option):
+    """Return an error sentence naming ``option`` when ``path`` cannot be a QMP socket, else None."""
+    if not path:
+        return '%s must not be empty' % option
+    if not os.path.isabs(path):
+        return '%s must be an absolute path, got %r' % (option, path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return '%s: %s does not exist (is the VM running?)' % (option, path)
+    except PermissionError:
+        return '%s: permission denied reaching %s: run as a user that may use the socket (usually root)' % (option, path)
+    if stat.S_ISDIR(mode):
+        return '%s: %s is a directory, not a QMP socket' % (option, path)
+    if not stat.S_ISSOCK(mode):
+        return '%s: %s is not a socket (a regular file or device)' % (option, path)
+    if not os.access(path, os.R_OK | os.W_OK):
+        return ('%s: permission denied on %s: run as a user that may write to the socket '
+                '(usually root, with become: true)' % (option, path))
+    return None
+
+
+def check_tcp(host, port, option):
+    if not host:
+        return '%s.host must not be empty' % option if option else 'host must not be empty'
+    if port is None or not 1 <= port <= 65535:
+        return '%s must be between 1 and 65535, got %s' % ('%s.port' % option if option else 'port', port)
+    return None
+
+
+class BalloonModule(object):
+    """AnsibleModule plus the common options, checks and exit of qmp.balloon modules."""
+
+    def __init__(self, argument_spec, supports_check_mode=True):
+        spec = dict(COMMON_ARGUMENT_SPEC)
+        spec.update(argument_spec)
+        self.module = AnsibleModule(
+            argument_spec=spec,
+            mutually_exclusive=COMMON_MUTUALLY_EXCLUSIVE,
+            required_one_of=COMMON_REQUIRED_ONE_OF,
+            required_together=COMMON_REQUIRED_TOGETHER,
+            supports_check_mode=supports_check_mode,
+        )
+        self.params = self.module.params
+        self.check_mode = self.module.check_mode
+        if not HAS_QEMU_QMP:
+            self.fail(missing_required_lib('qemu.qmp==%s' % QEMU_QMP_VERSION), exception=QEMU_QMP_IMPORT_ERROR)
+        self.single = not self.params['targets']
+        self.targets = self._build_targets()
+
+    def fail(self, msg, **kwargs):
+        self.module.fail_json(msg=msg, **kwargs)
+
+    def _build_targets(self):
+        params = self.params
+        errors = []
+        if params['timeout'] <= 0:
+            errors.append('timeout must be greater than 0 seconds, got %s' % params['timeout'])
+        if params['concurrency'] < 1:
+            errors.append('concurrency must be at least 1, got %s' % params['concurrency'])
+        if self.single:
+            entries = [(None, params)]
+        else:
+            entries = [('targets[%d]' % index, entry) for index, entry in enumerate(params['targets'])]
+        targets = []
+        names = {}
+        endpoints = {}
+        for label, entry in entries:
+            prefix = '%s.' % label if label else ''
+            if entry.get('socket') is not None:
+                error = check_socket_path(entry['socket'], prefix + 'socket')
+                endpoint = Endpoint(path=entry['socket'])
+            else:
+                error = check_tcp(entry.get('host'), entry.get('port'), label)
+                endpoint = Endpoint(host=entry.get('host'), port=entry.get('port'))
+            if error:
+                errors.append(error)
+                continue
+            name = entry.get('name')
+            if name is not None and name in names:
+                errors.append('%sname: duplicate name %r (also in %s)' % (prefix, name, names[name]))
+            elif name is not None:
+                names[name] = label
+            key = str(endpoint)
+            if key in endpoints:
+                errors.append('%s: %s is listed twice (also in %s): QEMU serves one client per monitor'
+                              % (label, key, endpoints[key]))
+            endpoints[key] = label
+            if entry.get('qom_path') is not None and not entry['qom_path'].strip():
+                errors.append('%sqom_path must not be empty' % prefix)
+                continue
+            # QEMU resolves partial paths such as "balloon0" itself.
+            targets.append(_engine.Target(endpoint, name=name, qom_path=entry.get('qom_path')))
+        if errors:
+            self.fail('Invalid input, no VM was touched: %s' % '; '.join(errors))
+        return targets
+
+    def run(self, work):
+        return _engine.run_batch(self.targets, work, concurrency=self.params['concurrency'],
+                                 timeout=self.params['timeout'])
+
+    def exit(self, results, changed=False, diff=None):
+        """Exit with ``vms`` (input order); fail after all VMs when any failed, unless fail_on_error is false."""
+        output = dict(changed=changed, vms=results)
+        if self.single and results:
+            output.update((key, value) for key, value in results[0].items() if key not in _NOT_AT_TOP)
+        if diff is not None and self.module._diff:
+            output['diff'] = diff
+        failed = [result for result in results if result.get('failed')]
+        if failed:
+            if self.params['fail_on_error']:
+                if self.single:
+                    self.fail(failed[0]['msg'], **output)
+                self.fail('%d of %d VMs failed: %s' % (len(failed), len(results), '; '.join(r['msg'] for r in failed)), **output)
+            for result in failed:
+                self.module.warn(result['msg'])
+        self.module.exit_json(**output)

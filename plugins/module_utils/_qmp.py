@@ -1,0 +1,265 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) qmp.balloon contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""QMP session layer of qmp.balloon.
+
+PRIVATE: this module is not part of the collection's public API. Users and
+other collections must not import it; it may change in any release.
+
+One :class:`QMPSession` is one short connection to one QEMU monitor. It opens
+the socket itself (so a refused, missing or busy monitor is told apart from a
+silent one), negotiates with ``qemu.qmp``'s async client, sends only the
+commands of :data:`ALLOWED_COMMANDS`, bounds every step by one deadline, and
+closes promptly: QEMU serves a single monitor client at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import socket
+import traceback
+
+try:
+    from qemu.qmp import ConnectError, ExecuteError, QMPClient, QMPError
+    HAS_QEMU_QMP = True
+    QEMU_QMP_IMPORT_ERROR = None
+except ImportError:
+    HAS_QEMU_QMP = False
+    QEMU_QMP_IMPORT_ERROR = traceback.format_exc()
+
+from ansible_collections.qmp.balloon.plugins.module_utils._errors import (
+    CommandNotAllowed,
+    CommandFailed,
+    EndpointError,
+    MonitorBusy,
+    QMPTimeout,
+)
+
+#: The only QMP commands the collection ever sends. ``qmp_capabilities`` is
+#: sent by qemu.qmp during negotiation; the others by this collection.
+ALLOWED_COMMANDS = frozenset([
+    'qmp_capabilities',
+    'qom-list',
+    'qom-get',
+    'qom-set',
+    'query-status',
+    'query-name',
+    'query-uuid',
+    'query-balloon',
+])
+
+#: The only QOM property ``qom-set`` may write.
+POLLING_PROPERTY = 'guest-stats-polling-interval'
+STATS_PROPERTY = 'guest-stats'
+WRITABLE_PROPERTIES = frozenset([POLLING_PROPERTY])
+
+#: Library pin: qemu.qmp is pre-1.0 and its API may change between releases.
+QEMU_QMP_VERSION = '0.0.6'
+
+# Errors a non-blocking connect() to a unix socket gives when the listen queue
+# is full because another client holds the monitor and others wait behind it.
+_BUSY_ERRNOS = frozenset([errno.EAGAIN, errno.EWOULDBLOCK, errno.EINVAL])
+
+
+def check_allowed(command, arguments=None):
+    """Raise CommandNotAllowed unless ``command`` may be sent.
+
+    ``qom-set`` is allowed only on :data:`WRITABLE_PROPERTIES`.
+    """
+    if command not in ALLOWED_COMMANDS:
+        raise CommandNotAllowed('the QMP command %r is not in the allow-list of this collection (%s)'
+                                % (command, ', '.join(sorted(ALLOWED_COMMANDS))))
+    if command == 'qom-set':
+        prop = (arguments or {}).get('property')
+        if prop not in WRITABLE_PROPERTIES:
+            raise CommandNotAllowed('qom-set may only write %s, not %r'
+                                    % (', '.join(sorted(WRITABLE_PROPERTIES)), prop))
+
+
+class Endpoint(object):
+    """Where a QEMU monitor listens: a unix socket path or a TCP host and port."""
+
+    def __init__(self, path=None, host=None, port=None):
+        self.path = path
+        self.host = host
+        self.port = port
+
+    @property
+    def is_unix(self):
+        return self.path is not None
+
+    def default_name(self):
+        """The name to use when neither the user nor QEMU gives one."""
+        if self.is_unix:
+            base = os.path.basename(self.path)
+            stem = os.path.splitext(base)[0]
+            return stem or base
+        return '%s:%s' % (self.host, self.port)
+
+    def __str__(self):
+        if self.is_unix:
+            return 'unix:%s' % self.path
+        if ':' in self.host:
+            return 'tcp:[%s]:%s' % (self.host, self.port)
+        return 'tcp:%s:%s' % (self.host, self.port)
+
+
+class QMPSession(object):
+    """One bounded, allow-listed QMP connection to one VM.
+
+    Use ``async with QMPSession(endpoint, timeout) as session`` inside a
+    coroutine. ``timeout`` is the budget in seconds for everything done on
+    this connection (connect, greeting, every command); each step gets what
+    is left of it. Raises only :class:`BalloonError` subclasses.
+    """
+
+    def __init__(self, endpoint, timeout):
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self._deadline = None
+        self._client = None
+        self._sock = None
+        self.commands_sent = 0
+
+    def _remaining(self, doing):
+        left = self._deadline - asyncio.get_running_loop().time()
+        if left <= 0:
+            raise QMPTimeout('QEMU did not finish %s within the %s s timeout' % (doing, _fmt(self.timeout)))
+        return left
+
+    async def __aenter__(self):
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info):
+        await self.close()
+
+    async def open(self):
+        self._deadline = asyncio.get_running_loop().time() + self.timeout
+        self._sock = await self._connect_socket()
+        # Created inside the coroutine: qemu.qmp binds asyncio objects to the running loop.
+        self._client = QMPClient(self.endpoint.default_name())
+        try:
+            await asyncio.wait_for(self._client.connect(self._sock), self._remaining('the QMP greeting'))
+        except asyncio.TimeoutError:
+            raise MonitorBusy(
+                'connected to %s but QEMU sent no QMP greeting within %s s: the monitor is busy '
+                '(QEMU serves one client at a time and another client, such as libvirt, a second '
+                'Ansible run or an open socat, holds it) or QEMU is hung; close the other client and retry'
+                % (self.endpoint, _fmt(self.timeout)))
+        except ConnectError as exc:
+            raise _map_session_error(self.endpoint, exc.exc)
+
+    async def _connect_socket(self):
+        loop = asyncio.get_running_loop()
+        if self.endpoint.is_unix:
+            addresses = [(socket.AF_UNIX, self.endpoint.path)]
+        else:
+            try:
+                infos = await asyncio.wait_for(
+                    loop.getaddrinfo(self.endpoint.host, self.endpoint.port, type=socket.SOCK_STREAM),
+                    self._remaining('resolving the host name'))
+            except socket.gaierror as exc:
+                raise EndpointError('cannot resolve host %r: %s' % (self.endpoint.host, exc.strerror))
+            addresses = [(info[0], info[4]) for info in infos]
+        last_error = None
+        for family, address in addresses:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            try:
+                await asyncio.wait_for(loop.sock_connect(sock, address), self._remaining('connecting'))
+                return sock
+            except asyncio.TimeoutError:
+                sock.close()
+                raise QMPTimeout('connecting to %s did not complete within %s s: the host does not answer'
+                                 % (self.endpoint, _fmt(self.timeout)))
+            except OSError as exc:
+                sock.close()
+                last_error = exc
+            except BaseException:
+                sock.close()
+                raise
+        raise _map_connect_error(self.endpoint, last_error)
+
+    async def execute(self, command, arguments=None):
+        """Send one allow-listed command and return its result.
+
+        :raise CommandNotAllowed: before anything is written, for any command
+            outside :data:`ALLOWED_COMMANDS`.
+        :raise CommandFailed: QEMU answered with an error.
+        :raise QMPTimeout: no answer before the deadline.
+        :raise EndpointError: the connection broke.
+        """
+        check_allowed(command, arguments)
+        if self._client is None:
+            raise EndpointError('no open QMP session to %s' % self.endpoint)
+        self.commands_sent += 1
+        try:
+            return await asyncio.wait_for(self._client.execute(command, arguments),
+                                          self._remaining('%s' % command))
+        except ExecuteError as exc:
+            raise CommandFailed(command, arguments, exc.error_class, str(exc))
+        except asyncio.TimeoutError:
+            raise QMPTimeout('QEMU did not answer %s within the %s s timeout' % (command, _fmt(self.timeout)))
+        except (QMPError, EOFError, OSError, ValueError) as exc:
+            raise EndpointError('the connection to %s broke during %s: %s'
+                                % (self.endpoint, command, _describe(exc)))
+
+    async def close(self):
+        """Disconnect at once; never raises."""
+        client, sock = self._client, self._sock
+        self._client = self._sock = None
+        if client is not None:
+            try:
+                await asyncio.wait_for(client.disconnect(), 1.0)
+            except BaseException:  # noqa: B036 - closing must never fail the VM's result  # pylint: disable=broad-except
+                pass
+        if sock is not None:
+            sock.close()
+
+
+def _fmt(seconds):
+    return ('%g' % seconds)
+
+
+def _describe(exc):
+    text = str(exc)
+    return text if text else type(exc).__name__
+
+
+def _map_connect_error(endpoint, exc):
+    """Turn a failed socket connect into one plain sentence."""
+    if isinstance(exc, FileNotFoundError):
+        return EndpointError('the socket %s does not exist: is the VM running, and is this its QMP socket?' % endpoint.path)
+    if isinstance(exc, PermissionError):
+        return EndpointError('permission denied on %s: run the task as a user that may write to the socket '
+                             '(usually root, with become: true)' % endpoint)
+    if isinstance(exc, ConnectionRefusedError):
+        if endpoint.is_unix:
+            return EndpointError('nothing is listening on %s: QEMU has exited and left a stale socket, '
+                                 'or this file is not a QMP socket' % endpoint)
+        return EndpointError('nothing is listening on %s: QEMU is not running or has no QMP monitor on that port' % endpoint)
+    if isinstance(exc, OSError) and exc.errno in _BUSY_ERRNOS:
+        return MonitorBusy('the monitor at %s is busy: another client holds it and QEMU serves one client at a time, '
+                           'and its queue of waiting clients is full; close the other clients (libvirt, '
+                           'another Ansible run, socat) and retry' % endpoint)
+    if isinstance(exc, OSError) and exc.errno == errno.ENOTSOCK:
+        return EndpointError('%s is not a socket' % endpoint)
+    return EndpointError('cannot connect to %s: %s' % (endpoint, _describe(exc)))
+
+
+def _map_session_error(endpoint, exc):
+    """Turn a failure after the socket connected (greeting, negotiation) into one sentence."""
+    if isinstance(exc, EOFError):
+        return EndpointError('%s closed the connection before the QMP session started: it is not a QMP '
+                             'monitor, or QEMU is shutting down' % endpoint)
+    if isinstance(exc, (ConnectionResetError, BrokenPipeError)):
+        return EndpointError('%s reset the connection before the QMP session started' % endpoint)
+    if isinstance(exc, QMPError) or isinstance(exc, ValueError):
+        return EndpointError('%s is not a QMP server: it did not send a valid QMP greeting (%s)'
+                             % (endpoint, _describe(exc)))
+    return EndpointError('cannot start a QMP session with %s: %s' % (endpoint, _describe(exc)))

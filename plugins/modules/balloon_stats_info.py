@@ -1,0 +1,186 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) qmp.balloon contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: balloon_stats_info
+short_description: Read guest memory statistics of QEMU VMs through the virtio-balloon
+version_added: 0.1.0
+description:
+  - Reads the C(guest-stats) of the virtio-balloon device of one or many QEMU VMs over QMP and
+    returns them clean, with the age and health of the data.
+  - Stat names lose their C(stat-) prefix and use underscores (C(stat-free-memory) becomes C(free_memory)).
+    Names that newer QEMU versions add (C(oom_kills), C(alloc_stalls), ...) pass through the same way.
+  - A stat the guest did not set (QEMU sends 18446744073709551615, very old QEMU -1) is V(null) and listed in
+    RV(vms[].unsupported).
+  - Memory and swap figures are bytes; faults, C(htlb_*), C(oom_kills) and C(alloc_stalls) are counts.
+  - Statistics exist only after polling was enabled (see M(qmp.balloon.balloon_stats_polling)) and the guest's
+    balloon driver answered. This module never changes anything.
+author:
+  - qmp.balloon maintainers
+extends_documentation_fragment:
+  - qmp.balloon._common
+  - qmp.balloon._common.info_module
+'''
+
+EXAMPLES = r'''
+# Ad-hoc, one VM:
+#   ansible hv1 -b -m qmp.balloon.balloon_stats_info -a socket=/run/vm1.qmp
+
+- name: Read the memory statistics of every VM of a hypervisor in one task
+  qmp.balloon.balloon_stats_info:
+    targets:
+      - socket: /var/run/qemu-server/100.qmp
+      - socket: /var/run/qemu-server/101.qmp
+    fail_on_error: false
+  become: true
+  register: balloon
+
+- name: Show the VMs whose data is not fresh
+  ansible.builtin.debug:
+    msg: "{{ item.name }}: {{ item.health }}"
+  loop: "{{ balloon.vms | rejectattr('failed') | rejectattr('health', 'eq', 'ok') }}"
+  loop_control:
+    label: "{{ item.name }}"
+
+- name: Available memory of one VM, in MiB
+  qmp.balloon.balloon_stats_info:
+    socket: /run/qemu/vm1.qmp
+  register: vm1
+- name: Print it
+  ansible.builtin.debug:
+    msg: "{{ (vm1.stats.available_memory / 1048576) | round(1) }} MiB available, {{ vm1.used_percent }} % used"
+
+- name: Same connection settings for both modules
+  module_defaults:
+    group/qmp.balloon.qmp:
+      timeout: 2
+  qmp.balloon.balloon_stats_info:
+    host: 127.0.0.1
+    port: 4444
+'''
+
+RETURN = r'''
+vms:
+  description: One entry per VM, in the order of O(targets) (one entry for a single VM).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The given name, else QEMU's C(-name), else the socket file name without extension, else C(HOST:PORT).
+      type: str
+      sample: vm1
+    endpoint:
+      description: Where the monitor was reached.
+      type: str
+      sample: unix:/run/qemu/vm1.qmp
+    qom_path:
+      description: QOM path of the balloon device used.
+      type: str
+      sample: /machine/peripheral/balloon0
+    failed:
+      description: Whether this VM could not be handled.
+      type: bool
+      sample: false
+    msg:
+      description: One sentence naming the VM, what went wrong and what to do.
+      type: str
+      returned: when RV(vms[].failed) is true
+    stats:
+      description:
+        - The guest's statistics by name, an integer or V(null) when the guest did not set it.
+        - Classic names are C(swap_in), C(swap_out), C(major_faults), C(minor_faults), C(free_memory),
+          C(total_memory), C(available_memory), C(disk_caches), C(htlb_pgalloc), C(htlb_pgfail); newer QEMU adds more.
+      type: dict
+      returned: success
+      sample: {"free_memory": 84869120, "total_memory": 231706624, "available_memory": 160653312, "swap_in": 0}
+    unsupported:
+      description: Names of the stats the guest did not set.
+      type: list
+      elements: str
+      returned: success
+      sample: ["htlb_pgalloc", "htlb_pgfail"]
+    last_update:
+      description: Host wall-clock time (epoch seconds) of the guest's last update; V(0) when it never answered.
+      type: int
+      returned: success
+      sample: 1795794731
+    last_update_iso:
+      description: RV(vms[].last_update) as ISO 8601 UTC, V(null) when it never answered.
+      type: str
+      returned: success
+      sample: "2026-11-27T15:32:11Z"
+    age:
+      description: Seconds since the last update, measured on the host running the module; V(null) when it never answered.
+      type: int
+      returned: success
+      sample: 4
+    polling_interval:
+      description: The current C(guest-stats-polling-interval) in seconds, V(0) when polling is disabled.
+      type: int
+      returned: success
+      sample: 10
+    vm_status:
+      description: The VM's run state from C(query-status), such as V(running), V(paused), V(prelaunch).
+      type: str
+      returned: success
+      sample: running
+    health:
+      description:
+        - V(polling_disabled) - the interval is 0 (the last values, if any, stay readable).
+        - V(never_updated) - polling is on but the guest never answered (no balloon driver, or still booting).
+        - V(vm_not_running) - the data is older than 3 intervals because the VM is not running (its timer is paused).
+        - V(stale) - the VM runs but the data is older than 3 intervals; the timer is stalled, re-arm it with
+          M(qmp.balloon.balloon_stats_polling) O(qmp.balloon.balloon_stats_polling#module:rearm=stale).
+        - V(ok) - fresh data.
+      type: str
+      returned: success
+      sample: ok
+    used_memory:
+      description: RV(vms[].stats.total_memory) minus RV(vms[].stats.free_memory), in bytes; V(null) unless both are known.
+      type: int
+      returned: success
+    used_percent:
+      description: RV(vms[].used_memory) as a percentage of the total, one decimal; V(null) unless both are known.
+      type: float
+      returned: success
+      sample: 63.4
+stats:
+  description: For a single VM (O(socket) or O(host)), the same as RV(vms[].stats); likewise every other field of RV(vms).
+  returned: single VM, success
+  type: dict
+health:
+  description: For a single VM, the same as RV(vms[].health).
+  returned: single VM, success
+  type: str
+age:
+  description: For a single VM, the same as RV(vms[].age).
+  returned: single VM, success
+  type: int
+last_update:
+  description: For a single VM, the same as RV(vms[].last_update).
+  returned: single VM, success
+  type: int
+polling_interval:
+  description: For a single VM, the same as RV(vms[].polling_interval).
+  returned: single VM, success
+  type: int
+'''
+
+from ansible_collections.qmp.balloon.plugins.module_utils._common import BalloonModule
+from ansible_collections.qmp.balloon.plugins.module_utils import _engine
+
+
+def main():
+    client = BalloonModule({})
+    results = client.run(_engine.gather_info)
+    client.exit(results, changed=False)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,200 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright (c) qmp.balloon contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: balloon_stats_polling
+short_description: Set how often QEMU polls guest memory statistics through the virtio-balloon
+version_added: 0.1.0
+description:
+  - Sets the C(guest-stats-polling-interval) property of the virtio-balloon device of one or many
+    QEMU VMs over QMP, so that the guests report their memory statistics.
+  - Reads the current interval first and writes only when it differs.
+  - Optionally re-arms a stalled statistics timer, which QEMU does not do when it is given the value it already has.
+  - Many VMs are handled concurrently in one task with O(targets).
+author:
+  - qmp.balloon maintainers
+extends_documentation_fragment:
+  - qmp.balloon._common
+  - qmp.balloon._common.actions
+options:
+  interval:
+    description:
+      - Polling interval in seconds, from 0 to 4294967295.
+      - V(0) disables polling; the last statistics stay readable.
+    type: int
+    required: true
+  rearm:
+    description:
+      - When to re-arm the statistics timer of a VM whose interval is already right.
+      - QEMU re-arms the timer only when the guest answers, so a guest that once stopped answering
+        leaves the timer stalled; writing the same interval again does nothing. Re-arming writes
+        V(0) and then the interval, and a new timer fires at once.
+      - V(never) never re-arms.
+      - V(stale) re-arms only when the VM is running and its last update is older than 3 x O(interval).
+        A guest that never answered at all (no balloon driver) is not re-armed.
+      - V(always) re-arms every time (the task then always reports a change when O(interval) is not V(0)).
+      - A VM whose interval changes gets a new timer anyway; RV(vms[].rearmed) is V(true) only for an explicit re-arm.
+    type: str
+    choices: [never, stale, always]
+    default: never
+'''
+
+EXAMPLES = r'''
+# Ad-hoc, one VM:
+#   ansible hv1 -b -m qmp.balloon.balloon_stats_polling -a 'socket=/run/vm1.qmp interval=10'
+
+- name: Poll guest memory statistics every 10 s on all VMs of a Proxmox host
+  qmp.balloon.balloon_stats_polling:
+    targets:
+      - socket: /var/run/qemu-server/100.qmp
+      - socket: /var/run/qemu-server/101.qmp
+      - name: build-01
+        host: 127.0.0.1
+        port: 4444
+    interval: 10
+    rearm: stale
+  become: true
+
+- name: Disable polling on one VM, and show what would change first
+  qmp.balloon.balloon_stats_polling:
+    socket: /run/qemu/vm1.qmp
+    interval: 0
+  check_mode: true
+  diff: true
+
+- name: Share connection settings between the collection's modules
+  module_defaults:
+    group/qmp.balloon.qmp:
+      timeout: 3
+      concurrency: 64
+  block:
+    - name: Enable polling
+      qmp.balloon.balloon_stats_polling:
+        targets: "{{ my_vms }}"
+        interval: 5
+    - name: Read the statistics
+      qmp.balloon.balloon_stats_info:
+        targets: "{{ my_vms }}"
+'''
+
+RETURN = r'''
+vms:
+  description: One entry per VM, in the order of O(targets) (one entry for a single VM).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The given name, else QEMU's C(-name), else the socket file name without extension, else C(HOST:PORT).
+      type: str
+      sample: vm1
+    endpoint:
+      description: Where the monitor was reached.
+      type: str
+      sample: unix:/run/qemu/vm1.qmp
+    qom_path:
+      description: QOM path of the balloon device used.
+      type: str
+      sample: /machine/peripheral/balloon0
+    failed:
+      description: Whether this VM could not be handled.
+      type: bool
+      sample: false
+    msg:
+      description: One sentence naming the VM, what went wrong and what to do.
+      type: str
+      returned: when RV(vms[].failed) is true
+      sample: "vm3 (unix:/run/vm3.qmp): nothing is listening on unix:/run/vm3.qmp: QEMU has exited and left a stale socket"
+    previous_interval:
+      description: Interval before the task, in seconds.
+      type: int
+      returned: success
+      sample: 0
+    interval:
+      description: Interval after the task (in check mode, the interval it would have).
+      type: int
+      returned: success
+      sample: 10
+    changed:
+      description: Whether this VM's interval was (or in check mode would be) written.
+      type: bool
+      returned: success
+    rearmed:
+      description: Whether a stalled timer was (or would be) re-armed by writing 0 then the interval.
+      type: bool
+      returned: success
+    age:
+      description: Seconds since the guest's last update, when O(rearm=stale) had to look at it; null when it never answered.
+      type: int
+      returned: when O(rearm=stale) and the interval was already right
+previous_interval:
+  description: For a single VM (O(socket) or O(host)), the same as RV(vms[].previous_interval).
+  returned: single VM, success
+  type: int
+interval:
+  description: For a single VM, the same as RV(vms[].interval).
+  returned: single VM, success
+  type: int
+rearmed:
+  description: For a single VM, the same as RV(vms[].rearmed).
+  returned: single VM, success
+  type: bool
+name:
+  description: For a single VM, the same as RV(vms[].name).
+  returned: single VM
+  type: str
+endpoint:
+  description: For a single VM, the same as RV(vms[].endpoint).
+  returned: single VM
+  type: str
+qom_path:
+  description: For a single VM, the same as RV(vms[].qom_path).
+  returned: single VM
+  type: str
+'''
+
+from ansible_collections.qmp.balloon.plugins.module_utils._common import BalloonModule
+from ansible_collections.qmp.balloon.plugins.module_utils import _engine
+
+
+def check_interval(value):
+    """Error sentence for a bad interval, else None. bool passes Ansible's int check, so refuse it here."""
+    if isinstance(value, bool):
+        return 'interval must be a whole number of seconds, not a boolean (%s)' % value
+    if not 0 <= value <= _engine.MAX_INTERVAL:
+        return 'interval must be between 0 and %d seconds, got %d' % (_engine.MAX_INTERVAL, value)
+    return None
+
+
+def main():
+    client = BalloonModule(dict(
+        interval=dict(type='int', required=True),
+        rearm=dict(type='str', default=_engine.REARM_NEVER, choices=list(_engine.REARM_CHOICES)),
+    ))
+    interval = client.params['interval']
+    error = check_interval(interval)
+    if error:
+        client.fail('Invalid input, no VM was touched: %s' % error)
+    rearm = client.params['rearm']
+
+    async def work(session, qom_path):
+        return await _engine.configure_polling(session, qom_path, interval, rearm, client.check_mode)
+
+    results = client.run(work)
+    changed = any(result.get('changed') for result in results)
+    diff = [
+        dict(before_header='%s interval' % result['name'], after_header='%s interval' % result['name'],
+             before='guest-stats-polling-interval: %s\n' % result['previous_interval'],
+             after='guest-stats-polling-interval: %s%s\n' % (result['interval'], ' (re-armed)' if result['rearmed'] else ''))
+        for result in results if not result.get('failed')
+    ]
+    client.exit(results, changed=changed, diff=diff)
+
+
+if __name__ == '__main__':
+    main()
