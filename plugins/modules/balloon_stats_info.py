@@ -114,7 +114,7 @@ vms:
       description: RV(vms[].last_update) as ISO 8601 UTC, V(null) when it never answered.
       type: str
       returned: success
-      sample: "2026-11-27T15:32:11Z"
+      sample: "2026-11-27T15:52:11Z"
     age:
       description: Seconds since the last update, measured on the host running the module; V(null) when it never answered.
       type: int

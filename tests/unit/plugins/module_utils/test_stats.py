@@ -1,0 +1,115 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) qmp.balloon contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Tables of cases for the stats normalisation and the health rules."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.qmp.balloon.plugins.module_utils import _stats
+
+U64_UNSET = 18446744073709551615
+
+
+@pytest.mark.parametrize('qemu_name, expected', [
+    ('stat-free-memory', 'free_memory'),
+    ('stat-swap-in', 'swap_in'),
+    ('stat-htlb-pgalloc', 'htlb_pgalloc'),
+    ('stat-oom-kills', 'oom_kills'),            # QEMU 9.2+ names pass through
+    ('stat-direct-reclaims', 'direct_reclaims'),
+    ('stat-some-future-stat', 'some_future_stat'),
+    ('no-prefix', 'no_prefix'),
+])
+def test_stat_name(qemu_name, expected):
+    assert _stats.stat_name(qemu_name) == expected
+
+
+@pytest.mark.parametrize('raw, stats, unsupported', [
+    ({}, {}, []),
+    (None, {}, []),
+    ({'stat-free-memory': 1024, 'stat-total-memory': U64_UNSET},
+     {'free_memory': 1024, 'total_memory': None}, ['total_memory']),
+    ({'stat-swap-in': -1, 'stat-swap-out': 0}, {'swap_in': None, 'swap_out': 0}, ['swap_in']),   # very old QEMU
+    ({'stat-oom-kills': 3, 'stat-alloc-stalls': U64_UNSET},
+     {'oom_kills': 3, 'alloc_stalls': None}, ['alloc_stalls']),
+    ({'stat-free-memory': 'garbage', 'stat-disk-caches': True},
+     {'free_memory': None, 'disk_caches': None}, ['disk_caches', 'free_memory']),
+    ({'stat-major-faults': U64_UNSET - 1}, {'major_faults': U64_UNSET - 1}, []),   # only the exact sentinel is unset
+])
+def test_normalise_stats(raw, stats, unsupported):
+    assert _stats.normalise_stats(raw) == (stats, unsupported)
+
+
+@pytest.mark.parametrize('stats, used, percent', [
+    ({'total_memory': 1000, 'free_memory': 250}, 750, 75.0),
+    ({'total_memory': 3, 'free_memory': 2}, 1, 33.3),
+    ({'total_memory': 1000, 'free_memory': None}, None, None),
+    ({'total_memory': None, 'free_memory': 10}, None, None),
+    ({'free_memory': 10}, None, None),
+    ({'total_memory': 0, 'free_memory': 0}, None, None),
+    ({'total_memory': 100, 'free_memory': 150}, 0, 0.0),    # never negative
+])
+def test_memory_use(stats, used, percent):
+    assert _stats.memory_use(stats) == (used, percent)
+
+
+@pytest.mark.parametrize('interval, last_update, age, running, expected', [
+    (0, 0, None, True, 'polling_disabled'),
+    (0, 1700000000, 500, True, 'polling_disabled'),     # disabled keeps old values readable
+    (10, 0, None, True, 'never_updated'),
+    (10, 0, None, False, 'never_updated'),
+    (10, 1700000000, 5, True, 'ok'),
+    (10, 1700000000, 30, True, 'ok'),                   # exactly 3 x interval is still fresh
+    (10, 1700000000, 31, True, 'stale'),
+    (10, 1700000000, 31, False, 'vm_not_running'),
+    (10, 1700000000, 5, False, 'ok'),                   # paused with fresh data
+    (1, 1700000000, 4, True, 'stale'),
+])
+def test_health(interval, last_update, age, running, expected):
+    assert _stats.health(interval, last_update, age, running) == expected
+
+
+@pytest.mark.parametrize('last_update, now, expected', [
+    (0, 1700000100, None),
+    (1700000000, 1700000100, 100),
+    (1700000000, 1699999990, 0),        # clock skew never gives a negative age
+    (1700000000, 1700000000.9, 0),
+])
+def test_data_age(last_update, now, expected):
+    assert _stats.data_age(last_update, now) == expected
+
+
+def test_iso_time():
+    assert _stats.iso_time(0) is None
+    assert _stats.iso_time(1795794731) == '2026-11-27T15:52:11Z'
+
+
+def test_describe_stats_full_record():
+    guest_stats = {'stats': {'stat-total-memory': 1000, 'stat-free-memory': 400, 'stat-htlb-pgfail': U64_UNSET},
+                   'last-update': 1700000000}
+    record = _stats.describe_stats(guest_stats, 10, {'status': 'running', 'running': True}, 1700000004)
+    assert record == {
+        'stats': {'total_memory': 1000, 'free_memory': 400, 'htlb_pgfail': None},
+        'unsupported': ['htlb_pgfail'],
+        'last_update': 1700000000,
+        'last_update_iso': '2023-11-14T22:13:20Z',
+        'age': 4,
+        'polling_interval': 10,
+        'vm_status': 'running',
+        'health': 'ok',
+        'used_memory': 600,
+        'used_percent': 60.0,
+    }
+
+
+def test_describe_stats_old_qemu_never_updated():
+    # Old QEMU answered an error before the first update; the engine passes None.
+    record = _stats.describe_stats(None, 5, {'status': 'paused', 'running': False}, 1700000000)
+    assert record['stats'] == {}
+    assert record['last_update'] == 0
+    assert record['age'] is None
+    assert record['health'] == 'never_updated'
+    assert record['vm_status'] == 'paused'
