@@ -1,0 +1,81 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) qmp.balloon contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The allow-list: anything outside it is refused before the socket is written."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from ansible_collections.qmp.balloon.plugins.module_utils import _qmp
+from ansible_collections.qmp.balloon.plugins.module_utils._errors import CommandNotAllowed
+
+
+class RecordingClient(object):
+    """Stands in for qemu.qmp's QMPClient after negotiation; records what would be written."""
+
+    def __init__(self):
+        self.sent = []
+
+    async def execute(self, command, arguments=None):
+        self.sent.append((command, arguments))
+        return {}
+
+
+def _session_with(client):
+    session = _qmp.QMPSession(_qmp.Endpoint(path='/nonexistent.qmp'), timeout=5)
+    session._client = client
+    return session
+
+
+async def _execute(session, command, arguments):
+    session._deadline = asyncio.get_running_loop().time() + 5
+    return await session.execute(command, arguments)
+
+
+def test_allow_list_is_exactly_the_documented_set():
+    assert _qmp.ALLOWED_COMMANDS == frozenset([
+        'qmp_capabilities', 'qom-list', 'qom-get', 'qom-set',
+        'query-status', 'query-name', 'query-uuid', 'query-balloon'])
+    assert _qmp.WRITABLE_PROPERTIES == frozenset(['guest-stats-polling-interval'])
+
+
+@pytest.mark.parametrize('command, arguments', [
+    ('quit', None),
+    ('system_powerdown', None),
+    ('human-monitor-command', {'command-line': 'info status'}),
+    ('balloon', {'value': 1}),
+    ('stop', None),
+    ('device_del', {'id': 'balloon0'}),
+    ('qom-set', {'path': '/machine/peripheral/balloon0', 'property': 'guest-stats', 'value': {}}),
+    ('qom-set', {'path': '/machine', 'property': 'memory-backend', 'value': 'x'}),
+    ('qom-set', None),
+    ('QOM-GET', {'path': '/', 'property': 'type'}),
+])
+def test_refused_before_anything_is_written(command, arguments):
+    client = RecordingClient()
+    session = _session_with(client)
+    with pytest.raises(CommandNotAllowed):
+        asyncio.run(_execute(session, command, arguments))
+    assert client.sent == []
+    assert session.commands_sent == 0
+
+
+@pytest.mark.parametrize('command, arguments', [
+    ('qom-list', {'path': '/machine/peripheral'}),
+    ('qom-get', {'path': 'balloon0', 'property': 'guest-stats'}),
+    ('qom-set', {'path': 'balloon0', 'property': 'guest-stats-polling-interval', 'value': 5}),
+    ('query-status', None),
+    ('query-name', None),
+    ('query-uuid', None),
+    ('query-balloon', None),
+])
+def test_allowed_commands_reach_the_client(command, arguments):
+    client = RecordingClient()
+    session = _session_with(client)
+    asyncio.run(_execute(session, command, arguments))
+    assert client.sent == [(command, arguments)]
