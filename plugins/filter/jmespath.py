@@ -9,22 +9,13 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.qmp.balloon.plugins.plugin_utils._data import plain
+
 try:
     import jmespath
     HAS_JMESPATH = True
 except ImportError:
     HAS_JMESPATH = False
-
-
-def _plain(data):
-    """Turn Ansible's tagged/lazy containers into plain Python ones that jmespath understands."""
-    if isinstance(data, dict):
-        return dict((str(key), _plain(value)) for key, value in data.items())
-    if isinstance(data, (list, tuple)):
-        return [_plain(item) for item in data]
-    if isinstance(data, str):
-        return str(data)
-    return data
 
 
 def jmespath_query(data, expression):
@@ -34,7 +25,7 @@ def jmespath_query(data, expression):
     if not isinstance(expression, str) or not expression.strip():
         raise AnsibleFilterError('qmp.balloon.jmespath: the expression must be a non-empty string, got %r' % (expression,))
     try:
-        return jmespath.search(str(expression), _plain(data))
+        return jmespath.search(str(expression), plain(data))
     except jmespath.exceptions.JMESPathError as exc:
         raise AnsibleFilterError('qmp.balloon.jmespath: invalid expression %r: %s' % (str(expression), exc))
 
