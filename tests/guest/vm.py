@@ -254,8 +254,9 @@ def start(name, directory, mem=None, churn=0, freeze_after=None, guest_os=True, 
     guest = Guest(name, directory)
     if balloon not in ('id', 'anon', None):
         raise VMError('balloon must be "id", "anon" or None, not %r' % (balloon,))
-    if guest.pid() is not None:
-        raise VMError('%s is already running (pid %d)' % (name, guest.pid()))
+    running = guest.pid()
+    if running is not None:
+        raise VMError('%s is already running (pid %d)' % (name, running))
     if len(guest.qmp_socket.encode()) > UNIX_PATH_MAX:
         raise VMError('%s: socket path longer than %d bytes; use a shorter --dir' % (guest.qmp_socket, UNIX_PATH_MAX))
     os.makedirs(guest.directory, exist_ok=True)
@@ -313,7 +314,7 @@ def _poll_stats(guest, balloon_path):
         try:
             stats = connection.execute('qom-get', {'path': balloon_path, 'property': 'guest-stats'})
         except CommandFailed as exc:
-            if 'not updated' in (exc.desc or ''):  # old QEMU before the guest's first answer
+            if "hasn't updated any stats" in (exc.desc or ''):  # old QEMU before the guest's first answer
                 return 0, status
             raise
     return stats.get('last-update', 0), status
