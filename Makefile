@@ -1,0 +1,34 @@
+# Build and test entry points; the work is done by the scripts in scripts/.
+# "make test" runs every suite and ends with "N passed, M failed".
+# Single suites: make sanity-2.21, make units-py3.9, make integration-2.19, ...
+
+SHELL := /bin/bash
+RUN := scripts/run-tests.sh
+
+SUITES := sanity-2.19 sanity-2.21 units-2.19 units-2.21 units-py3.9 \
+          integration-2.19 integration-2.21
+
+.PHONY: help venv deps sanity units integration lint build-check changelog-lint test clean $(SUITES)
+
+help:
+	@echo "make deps            install missing Debian packages (root)"
+	@echo "make venv            create .venv/2.19, .venv/2.21 and .venv/lint"
+	@echo "make sanity|units|integration|lint|build-check|changelog-lint"
+	@echo "make test            all of the above; summary and 'N passed, M failed'"
+	@echo "make clean           remove build/ and tests/output/"
+	@echo "single suites:       $(SUITES)"
+
+venv:
+	scripts/setup-venvs.sh
+
+deps:
+	scripts/install-system-deps.sh
+
+sanity units integration lint build-check changelog-lint $(SUITES):
+	$(RUN) $@
+
+test:
+	$(RUN) all
+
+clean:
+	rm -rf build tests/output

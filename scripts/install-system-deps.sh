@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Install the Debian packages the tests need, if any is missing (Debian 12).
+#
+#   qemu-system-x86, qemu-utils   the VMs that integration tests start (TCG)
+#   linux-image-cloud-amd64       guest kernel with virtio-balloon as a module
+#   busybox-static, kmod, cpio    the guest's initramfs (tests/guest)
+#   openssl                       TLS material for tests
+#   chromium                      rendering checks of generated reports
+#   rsync                         copy of the collection for ansible-test
+#   ShellCheck (shellcheck)       ansible-test's shell script sanity test
+#   git, make                     ansible-test, the Makefile
+#
+# Usage: scripts/install-system-deps.sh [--check]
+#   --check  only report what is missing (exit 1 if anything is)
+# Must run as root to install; otherwise it prints the command to run and exits 1.
+set -euo pipefail
+
+PACKAGES=(
+    qemu-system-x86
+    qemu-utils
+    linux-image-cloud-amd64
+    busybox-static
+    kmod
+    cpio
+    openssl
+    chromium
+    rsync
+    shellcheck
+    git
+    make
+)
+
+CHECK_ONLY=0
+case "${1:-}" in
+    --check) CHECK_ONLY=1 ;;
+    "") ;;
+    *) echo "install-system-deps: unknown argument: $1" >&2; exit 2 ;;
+esac
+
+missing=()
+for package in "${PACKAGES[@]}"; do
+    if [ "$(dpkg-query -W -f='${db:Status-Status}' "${package}" 2>/dev/null || true)" != installed ]; then
+        missing+=("${package}")
+    fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+    echo "install-system-deps: all present: ${PACKAGES[*]}"
+    exit 0
+fi
+
+echo "install-system-deps: missing: ${missing[*]}"
+if [ "${CHECK_ONLY}" -eq 1 ]; then
+    exit 1
+fi
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-system-deps: not root; install them with:" >&2
+    echo "    sudo apt-get update && sudo apt-get install -y --no-install-recommends ${missing[*]}" >&2
+    exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+echo "install-system-deps: apt-get update"
+apt-get update -q
+echo "install-system-deps: apt-get install ${missing[*]}"
+apt-get install -y -q --no-install-recommends "${missing[@]}"
+echo "install-system-deps: done"

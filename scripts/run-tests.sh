@@ -1,0 +1,315 @@
+#!/usr/bin/env bash
+# Run the collection's test suites and print a summary.
+#
+# Usage: scripts/run-tests.sh SUITE_OR_GROUP...
+#
+#   Suites:  sanity-2.19 sanity-2.21 units-2.19 units-2.21 units-py3.9
+#            integration-2.19 integration-2.21 lint build-check changelog-lint
+#   Groups:  sanity units integration all   (all = every suite above)
+#
+# Every suite runs even when an earlier one failed. The run ends with a table and a
+# last line "N passed, M failed" (suites counted); the exit status is 1 when any failed.
+#
+# ansible-test only works on a collection that sits at .../ansible_collections/NS/NAME,
+# as a real directory with its .git, so the work tree is copied (rsync) to
+# build/ansible_collections/qmp/balloon before the ansible-test suites; untracked
+# files are copied too, so work in progress is tested as it stands.
+#
+# Environment:
+#   ANSIBLE_TEST_ARGS   extra arguments for every ansible-test call (e.g. "-v")
+#   SANITY_TESTS        space-separated sanity test names to run (default: all)
+#   INTEGRATION_TARGETS space-separated integration targets (default: all)
+#   QMP_BALLOON_LOG_DIR where each suite's full output goes (default: tests/output/logs)
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BUILD="${ROOT}/build"
+COLLECTION="${BUILD}/ansible_collections/qmp/balloon"
+PYBIN="${BUILD}/bin"
+LOG_DIR="${QMP_BALLOON_LOG_DIR:-${ROOT}/tests/output/logs}"
+RESULTS="$(mktemp)"
+
+ALL_SUITES=(sanity-2.19 sanity-2.21 units-2.19 units-2.21 units-py3.9
+            integration-2.19 integration-2.21 lint build-check changelog-lint)
+
+# Which Pythons sanity covers (compile and import run once per Python; the other
+# sanity tests run once on the controller Python either way). See docs/design.md.
+SANITY_PYTHONS_2_19="3.11"
+SANITY_PYTHONS_2_21="3.9 3.10 3.11 3.12 3.13"
+
+# Controller Python of each venv (made by scripts/setup-venvs.sh).
+declare -A CONTROLLER_PYTHON=([2.19]=3.11 [2.21]=3.13)
+
+ANSIBLE_TEST_ARGS="${ANSIBLE_TEST_ARGS:-}"
+export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 NO_COLOR=1
+
+say() { printf '\n=== %s\n' "$*"; }
+
+# ---------------------------------------------------------------------------------
+# Preparation shared by the suites; each step runs at most once per invocation.
+
+PREPARED_VENVS=0
+prepare_venvs() {
+    [ "${PREPARED_VENVS}" -eq 1 ] && return 0
+    "${ROOT}/scripts/setup-venvs.sh" || return 1
+    PREPARED_VENVS=1
+}
+
+# python3.X for every pyenv Python we test on, without pyenv shims: ansible-test
+# looks for "python3.X" on PATH to build its --venv environments.
+PREPARED_PYBIN=0
+prepare_pybin() {
+    [ "${PREPARED_PYBIN}" -eq 1 ] && return 0
+    rm -rf "${PYBIN}"
+    mkdir -p "${PYBIN}"
+    local minor version prefix
+    for minor in 3.9 3.10 3.11 3.12 3.13; do
+        version="$(pyenv versions --bare 2>/dev/null | grep -E "^${minor//./\\.}\.[0-9]+$" | sort -V | tail -n 1 || true)"
+        if [ -n "${version}" ]; then
+            prefix="$(pyenv prefix "${version}")"
+            ln -s "${prefix}/bin/python${minor}" "${PYBIN}/python${minor}"
+        else
+            echo "run-tests: warning: no pyenv Python ${minor}" >&2
+        fi
+    done
+    PREPARED_PYBIN=1
+}
+
+# ansible-test bootstraps pip in each venv it creates with a script it downloads from
+# a host we cannot reach, unless it finds a cached copy: put our offline stand-in there.
+# File names come from ansible_test/_util/target/setup/requirements.py (bootstrap()):
+# get_pip_<pip version with dots as underscores>.py, pip 24.2 for 2.19, 25.2 for 2.21.
+prepare_get_pip() {
+    local cache="${HOME}/.ansible/test/cache" name
+    mkdir -p "${cache}"
+    for name in get_pip_24_2.py get_pip_25_2.py; do
+        cp "${ROOT}/scripts/get-pip-offline.py" "${cache}/${name}"
+    done
+}
+
+PREPARED_COPY=0
+prepare_copy() {
+    [ "${PREPARED_COPY}" -eq 1 ] && return 0
+    mkdir -p "${COLLECTION}"
+    # tests/output of the copy is wiped once per run: results of this run only.
+    rsync -a --delete \
+        --exclude=/build/ --exclude=/.venv/ --exclude=/.cache/ --exclude=/tests/output/ \
+        --exclude=__pycache__/ --exclude='*.pyc' \
+        "${ROOT}/" "${COLLECTION}/" || return 1
+    rm -rf "${COLLECTION}/tests/output"
+    PREPARED_COPY=1
+}
+
+prepare_ansible_test() {
+    prepare_venvs && prepare_pybin && prepare_get_pip && prepare_copy
+}
+
+# Run ansible-test of one venv in the collection copy.
+ansible_test() {
+    local core="$1"
+    shift
+    # shellcheck disable=SC2086  # ANSIBLE_TEST_ARGS is a list of words
+    (cd "${COLLECTION}" \
+        && PATH="${PYBIN}:${ROOT}/.venv/${core}/bin:${PATH}" \
+            "${ROOT}/.venv/${core}/bin/ansible-test" "$@" --color no ${ANSIBLE_TEST_ARGS})
+}
+
+# ---------------------------------------------------------------------------------
+# Suites. Each returns 0 on success.
+
+suite_sanity() {
+    local core="$1" pythons python status=0 tests=()
+    prepare_ansible_test || return 1
+    if [ "${core}" = 2.19 ]; then pythons="${SANITY_PYTHONS_2_19}"; else pythons="${SANITY_PYTHONS_2_21}"; fi
+    for name in ${SANITY_TESTS:-}; do
+        tests+=(--test "${name}")
+    done
+    for python in ${pythons}; do
+        say "ansible-test sanity (ansible-core ${core}, Python ${python})"
+        ansible_test "${core}" sanity --venv --python "${python}" "${tests[@]}" || status=1
+    done
+    return "${status}"
+}
+
+suite_units() {
+    local core="$1" python="$2"
+    prepare_ansible_test || return 1
+    if ! find "${COLLECTION}/tests/unit" -name 'test_*.py' 2>/dev/null | grep -q .; then
+        echo "run-tests: no unit tests (tests/unit/**/test_*.py) found" >&2
+        return 1
+    fi
+    ansible_test "${core}" units --venv --python "${python}"
+}
+
+# Integration runs in the controller venv itself (--local): the modules then run with
+# the venv's Python, which has qemu.qmp and jmespath from requirements.txt, and
+# nothing needs to be installed at test time.
+suite_integration() {
+    local core="$1" status=0 scratch targets=()
+    prepare_ansible_test || return 1
+    # Unix socket paths must stay under 108 bytes, so VMs live in a short /tmp dir.
+    scratch="$(mktemp -d /tmp/qmpb-it.XXXXXX)"
+    cat > "${COLLECTION}/tests/integration/integration_config.yml" <<EOF
+---
+# Written by scripts/run-tests.sh for this run; ansible-test passes it with -e @.
+qmp_balloon_source_root: "${ROOT}"
+qmp_balloon_collection_root: "${COLLECTION}"
+qmp_balloon_scratch_dir: "${scratch}"
+qmp_balloon_ansible_core: "${core}"
+EOF
+    for name in ${INTEGRATION_TARGETS:-}; do
+        targets+=("${name}")
+    done
+    ansible_test "${core}" integration --local "${targets[@]}" || status=1
+    kill_leftover_vms "${scratch}"
+    rm -rf "${scratch}"
+    return "${status}"
+}
+
+# A target that failed half-way may leave QEMU running. End exactly those QEMU
+# processes whose command line names this run's scratch directory.
+kill_leftover_vms() {
+    local scratch="$1" pid_dir pid cmdline
+    for pid_dir in /proc/[0-9]*; do
+        pid="${pid_dir#/proc/}"
+        cmdline="$(tr '\0' ' ' < "${pid_dir}/cmdline" 2>/dev/null)" || continue
+        case "${cmdline}" in
+            *qemu-system*"${scratch}"*)
+                echo "run-tests: ending leftover VM ${pid}: ${cmdline:0:120}"
+                kill "${pid}" 2>/dev/null || true
+                ;;
+        esac
+    done
+}
+
+suite_lint() {
+    prepare_venvs && prepare_copy || return 1
+    (cd "${COLLECTION}" && PATH="${ROOT}/.venv/lint/bin:${PATH}" ansible-lint --offline)
+}
+
+# Build the artifact, install it somewhere empty and read every module's and role's
+# documentation back from the installed copy, with both ansible-core versions.
+suite_build_check() {
+    prepare_venvs && prepare_copy || return 1
+    local work status=0 core tarball module role found=0
+    work="$(mktemp -d)"
+    (cd "${COLLECTION}" && "${ROOT}/.venv/2.21/bin/ansible-galaxy" collection build --output-path "${work}/dist") || {
+        rm -rf "${work}"
+        return 1
+    }
+    tarball="$(ls "${work}"/dist/qmp-balloon-*.tar.gz)"
+    echo "built ${tarball##*/} ($(du -k "${tarball}" | cut -f1) KiB, $(tar -tzf "${tarball}" | wc -l) entries)"
+    for core in 2.19 2.21; do
+        say "ansible-core ${core}: install and ansible-doc"
+        rm -rf "${work}/collections"
+        "${ROOT}/.venv/${core}/bin/ansible-galaxy" collection install --offline -p "${work}/collections" "${tarball}" || {
+            status=1
+            continue
+        }
+        for module in "${COLLECTION}"/plugins/modules/*.py; do
+            [ -e "${module}" ] || continue
+            module="$(basename "${module}" .py)"
+            [ "${module}" = __init__ ] && continue
+            found=1
+            echo "--- ansible-doc qmp.balloon.${module}"
+            doc_from "${work}" "${core}" "qmp.balloon.${module}" || status=1
+        done
+        for role in "${COLLECTION}"/roles/*/; do
+            [ -d "${role}" ] || continue
+            role="$(basename "${role}")"
+            found=1
+            echo "--- ansible-doc -t role qmp.balloon.${role}"
+            doc_from "${work}" "${core}" -t role "qmp.balloon.${role}" || status=1
+        done
+    done
+    [ "${found}" -eq 1 ] || echo "run-tests: warning: no modules and no roles to document yet"
+    rm -rf "${work}"
+    return "${status}"
+}
+
+# ansible-doc against the installed copy only; fails on an error or an empty answer.
+doc_from() {
+    local work="$1" core="$2" out
+    shift 2
+    out="$(cd "${work}" && ANSIBLE_COLLECTIONS_PATH="${work}/collections" ANSIBLE_COLLECTIONS_SCAN_SYS_PATH=false \
+        "${ROOT}/.venv/${core}/bin/ansible-doc" "$@" 2>&1)"
+    local rc=$?
+    if [ "${rc}" -ne 0 ] || [ -z "${out}" ] || grep -qE '^\[?(ERROR|WARNING)' <<<"${out}"; then
+        echo "${out}"
+        echo "run-tests: ansible-doc $* failed (rc=${rc})" >&2
+        return 1
+    fi
+    head -n 3 <<<"${out}"
+}
+
+suite_changelog_lint() {
+    prepare_venvs || return 1
+    (cd "${ROOT}" \
+        && "${ROOT}/.venv/2.21/bin/antsibull-changelog" lint \
+        && "${ROOT}/.venv/2.21/bin/antsibull-changelog" lint-changelog-yaml changelogs/changelog.yaml)
+}
+
+run_suite() {
+    local suite="$1" start status log
+    log="${LOG_DIR}/${suite}.log"
+    mkdir -p "${LOG_DIR}"
+    say "SUITE ${suite} (log: ${log#"${ROOT}"/})"
+    start="${SECONDS}"
+    case "${suite}" in
+        sanity-2.19) suite_sanity 2.19 ;;
+        sanity-2.21) suite_sanity 2.21 ;;
+        units-2.19) suite_units 2.19 "${CONTROLLER_PYTHON[2.19]}" ;;
+        units-2.21) suite_units 2.21 "${CONTROLLER_PYTHON[2.21]}" ;;
+        units-py3.9) suite_units 2.21 3.9 ;;
+        integration-2.19) suite_integration 2.19 ;;
+        integration-2.21) suite_integration 2.21 ;;
+        lint) suite_lint ;;
+        build-check) suite_build_check ;;
+        changelog-lint) suite_changelog_lint ;;
+    esac > >(tee "${log}") 2>&1
+    status=$?
+    wait  # for tee
+    local result=passed
+    [ "${status}" -eq 0 ] || result=failed
+    printf '%s %s %s\n' "${suite}" "${result}" "$((SECONDS - start))" >> "${RESULTS}"
+    say "SUITE ${suite}: ${result} in $((SECONDS - start)) s"
+}
+
+summary() {
+    local passed failed
+    passed="$(grep -c ' passed ' "${RESULTS}")"
+    failed="$(grep -c ' failed ' "${RESULTS}")"
+    printf '\n%-18s %-7s %8s\n' SUITE RESULT SECONDS
+    printf '%-18s %-7s %8s\n' ------------------ ------- --------
+    while read -r suite result seconds; do
+        printf '%-18s %-7s %8s\n' "${suite}" "${result}" "${seconds}"
+    done < "${RESULTS}"
+    printf '%-18s %-7s %8s\n\n' total '' "${SECONDS}"
+    echo "${passed} passed, ${failed} failed"
+    rm -f "${RESULTS}"
+    [ "${failed}" -eq 0 ]
+}
+
+main() {
+    local suites=() arg
+    [ "$#" -gt 0 ] || set -- all
+    for arg in "$@"; do
+        case "${arg}" in
+            all) suites+=("${ALL_SUITES[@]}") ;;
+            sanity) suites+=(sanity-2.19 sanity-2.21) ;;
+            units) suites+=(units-2.19 units-2.21 units-py3.9) ;;
+            integration) suites+=(integration-2.19 integration-2.21) ;;
+            sanity-2.19|sanity-2.21|units-2.19|units-2.21|units-py3.9|integration-2.19|integration-2.21|lint|build-check|changelog-lint)
+                suites+=("${arg}") ;;
+            -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+            *) echo "run-tests: unknown suite: ${arg}" >&2; exit 2 ;;
+        esac
+    done
+    SECONDS=0
+    for arg in "${suites[@]}"; do
+        run_suite "${arg}"
+    done
+    summary
+}
+
+main "$@"

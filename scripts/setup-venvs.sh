@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Create the controller venvs used by the Makefile and scripts/run-tests.sh:
+#   .venv/2.19  Python 3.11 + ansible-core 2.19.14
+#   .venv/2.21  Python 3.13 + ansible-core 2.21.5
+#   .venv/lint  Python 3.13 + ansible-core 2.21.5 + ansible-lint
+# Each gets requirements.txt (what the modules need) and the pinned test tools.
+# Idempotent: a venv whose pins have not changed since its last install is left alone,
+# so a second run takes well under a second.
+#
+# Usage: scripts/setup-venvs.sh [--force] [--refresh-constraints] [VENV...]
+#   VENV is 2.19, 2.21 or lint (default: all three).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV_ROOT="${ROOT}/.venv"
+
+CORE_2_19=2.19.14
+CORE_2_21=2.21.5
+
+FORCE=0
+REFRESH=0
+WANTED=()
+for arg in "$@"; do
+    case "${arg}" in
+        --force) FORCE=1 ;;
+        --refresh-constraints) REFRESH=1 ;;
+        2.19|2.21|lint) WANTED+=("${arg}") ;;
+        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        *) echo "setup-venvs: unknown argument: ${arg}" >&2; exit 2 ;;
+    esac
+done
+if [ "${#WANTED[@]}" -eq 0 ]; then
+    WANTED=(2.19 2.21 lint)
+fi
+
+log() { echo "setup-venvs: $*"; }
+
+# pip, less its warnings about this machine's optional local package mirrors
+# ("Location 'file:///...' is ignored") that drown the useful output.
+pip_in() {
+    local python="$1" errors rc=0
+    shift
+    errors="$(mktemp)"
+    "${python}" -m pip "$@" --quiet --disable-pip-version-check 2>"${errors}" || rc=$?
+    grep -v "^WARNING: Location 'file://" "${errors}" >&2 || true
+    rm -f "${errors}"
+    return "${rc}"
+}
+
+# The interpreter of one pyenv version, e.g. "3.13" -> .../versions/3.13.0/bin/python3.13.
+# Falls back to pythonX.Y on PATH when pyenv is not there.
+find_python() {
+    local minor="$1" version prefix
+    if command -v pyenv >/dev/null 2>&1; then
+        version="$(pyenv versions --bare 2>/dev/null | grep -E "^${minor//./\\.}\.[0-9]+$" | sort -V | tail -n 1 || true)"
+        if [ -n "${version}" ]; then
+            prefix="$(pyenv prefix "${version}")"
+            echo "${prefix}/bin/python${minor}"
+            return 0
+        fi
+    fi
+    if command -v "python${minor}" >/dev/null 2>&1 && "python${minor}" -c '' >/dev/null 2>&1; then
+        command -v "python${minor}"
+        return 0
+    fi
+    echo "setup-venvs: Python ${minor} not found (install it with pyenv)" >&2
+    return 1
+}
+
+hash_inputs() {
+    cat "$0" "${ROOT}/requirements.txt" "${ROOT}/tests/constraints.txt" "$@" | sha256sum | cut -d' ' -f1
+}
+
+# make_venv NAME PYTHON_MINOR CORE_VERSION REQUIREMENT_FILE...
+make_venv() {
+    local name="$1" minor="$2" core="$3"
+    shift 3
+    local dir="${VENV_ROOT}/${name}" stamp python digest req_args=() req
+    stamp="${dir}/.qmp-balloon-stamp"
+    python="$(find_python "${minor}")"
+    digest="$(hash_inputs "$@")-${core}-$("${python}" -c 'import sys; print(sys.version.split()[0])')"
+
+    if [ "${FORCE}" -eq 0 ] && [ -x "${dir}/bin/python" ] && [ -f "${stamp}" ] \
+        && [ "$(cat "${stamp}")" = "${digest}" ]; then
+        log "${name}: up to date (${dir})"
+        return 0
+    fi
+
+    log "${name}: creating with ${python} and ansible-core==${core}"
+    rm -rf "${dir}"
+    mkdir -p "${VENV_ROOT}"
+    "${python}" -m venv "${dir}"
+    pip_in "${dir}/bin/python" install --upgrade pip==25.2
+
+    for req in "$@"; do
+        req_args+=(-r "${req}")
+    done
+    # Passing -c replaces pip's global constraint file for this install; it caps only
+    # packages that we never install (torch), so nothing is lost.
+    pip_in "${dir}/bin/python" install -c "${ROOT}/tests/constraints.txt" \
+        "ansible-core==${core}" "${req_args[@]}"
+
+    # Guard the pin: a dependency must never have moved ansible-core.
+    local installed
+    installed="$("${dir}/bin/python" -c 'import ansible.release as r; print(r.__version__)')"
+    if [ "${installed}" != "${core}" ]; then
+        echo "setup-venvs: ${name}: expected ansible-core ${core}, found ${installed}" >&2
+        exit 1
+    fi
+    "${dir}/bin/python" -m pip check >/dev/null || {
+        "${dir}/bin/python" -m pip check >&2
+        exit 1
+    }
+    echo "${digest}" > "${stamp}"
+    log "${name}: ready ($("${dir}/bin/python" --version), ansible-core ${installed})"
+}
+
+for name in "${WANTED[@]}"; do
+    case "${name}" in
+        2.19) make_venv 2.19 3.11 "${CORE_2_19}" "${ROOT}/requirements.txt" "${ROOT}/tests/requirements-dev.txt" ;;
+        2.21) make_venv 2.21 3.13 "${CORE_2_21}" "${ROOT}/requirements.txt" "${ROOT}/tests/requirements-dev.txt" ;;
+        lint) make_venv lint 3.13 "${CORE_2_21}" "${ROOT}/requirements.txt" "${ROOT}/tests/requirements-lint.txt" ;;
+    esac
+done
+
+if [ "${REFRESH}" -eq 1 ]; then
+    # Union of what the venvs hold, less the packages pinned directly elsewhere.
+    for name in 2.19 2.21 lint; do
+        "${VENV_ROOT}/${name}/bin/python" -m pip freeze --disable-pip-version-check
+    done | grep -viE '^(ansible-core|ansible-lint|qemu\.qmp|jmespath|pytest|pytest-xdist|antsibull-changelog)==' \
+        | sort -fu
+fi
