@@ -23,6 +23,11 @@
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# The Pythons come from pyenv, also when its bin directory is not on PATH (cron, CI).
+export PYENV_ROOT="${PYENV_ROOT:-${HOME}/.pyenv}"
+if ! command -v pyenv >/dev/null 2>&1 && [ -x "${PYENV_ROOT}/bin/pyenv" ]; then
+    PATH="${PYENV_ROOT}/bin:${PATH}"
+fi
 BUILD="${ROOT}/build"
 COLLECTION="${BUILD}/ansible_collections/qmp/balloon"
 PYBIN="${BUILD}/bin"
@@ -32,10 +37,11 @@ RESULTS="$(mktemp)"
 ALL_SUITES=(sanity-2.19 sanity-2.21 units-2.19 units-2.21 units-py3.9
             integration-2.19 integration-2.21 lint build-check changelog-lint)
 
-# Which Pythons sanity covers (compile and import run once per Python; the other
-# sanity tests run once on the controller Python either way). See docs/design.md.
-SANITY_PYTHONS_2_19="3.11"
-SANITY_PYTHONS_2_21="3.9 3.10 3.11 3.12 3.13"
+# Which Python sanity covers: "all" = every supported Python found (compile and import
+# run once per Python, the other sanity tests once on the controller Python), or one
+# version. See docs/design.md, "Test tooling".
+SANITY_PYTHON_2_19="${SANITY_PYTHON_2_19:-3.11}"
+SANITY_PYTHON_2_21="${SANITY_PYTHON_2_21:-all}"
 
 # Controller Python of each venv (made by scripts/setup-venvs.sh).
 declare -A CONTROLLER_PYTHON=([2.19]=3.11 [2.21]=3.13)
@@ -92,9 +98,12 @@ prepare_copy() {
     [ "${PREPARED_COPY}" -eq 1 ] && return 0
     mkdir -p "${COLLECTION}"
     # tests/output of the copy is wiped once per run: results of this run only.
-    rsync -a --delete \
-        --exclude=/build/ --exclude=/.venv/ --exclude=/.cache/ --exclude=/tests/output/ \
-        --exclude=__pycache__/ --exclude='*.pyc' \
+    # What .gitignore ignores (venvs, build/, tests/output/, caches) stays behind, so
+    # the copy, and the artifact built from it, hold what a clean clone would hold
+    # plus work not yet committed.
+    rsync -a --delete --delete-excluded \
+        --exclude=/build/ --exclude=/.venv/ --exclude=/tests/output/ \
+        --filter=':- .gitignore' \
         "${ROOT}/" "${COLLECTION}/" || return 1
     rm -rf "${COLLECTION}/tests/output"
     PREPARED_COPY=1
@@ -118,17 +127,17 @@ ansible_test() {
 # Suites. Each returns 0 on success.
 
 suite_sanity() {
-    local core="$1" pythons python status=0 tests=()
+    local core="$1" python tests=() name
     prepare_ansible_test || return 1
-    if [ "${core}" = 2.19 ]; then pythons="${SANITY_PYTHONS_2_19}"; else pythons="${SANITY_PYTHONS_2_21}"; fi
+    if [ "${core}" = 2.19 ]; then python="${SANITY_PYTHON_2_19}"; else python="${SANITY_PYTHON_2_21}"; fi
     for name in ${SANITY_TESTS:-}; do
         tests+=(--test "${name}")
     done
-    for python in ${pythons}; do
-        say "ansible-test sanity (ansible-core ${core}, Python ${python})"
-        ansible_test "${core}" sanity --venv --python "${python}" "${tests[@]}" || status=1
-    done
-    return "${status}"
+    if [ "${python}" != all ]; then
+        tests+=(--python "${python}")
+    fi
+    say "ansible-test sanity (ansible-core ${core}, Python: ${python})"
+    ansible_test "${core}" sanity --venv "${tests[@]}"
 }
 
 suite_units() {
@@ -160,7 +169,7 @@ EOF
     for name in ${INTEGRATION_TARGETS:-}; do
         targets+=("${name}")
     done
-    ansible_test "${core}" integration --local "${targets[@]}" || status=1
+    ansible_test "${core}" integration --local --continue-on-error "${targets[@]}" || status=1
     kill_leftover_vms "${scratch}"
     rm -rf "${scratch}"
     return "${status}"
@@ -199,6 +208,10 @@ suite_build_check() {
     }
     tarball="$(ls "${work}"/dist/qmp-balloon-*.tar.gz)"
     echo "built ${tarball##*/} ($(du -k "${tarball}" | cut -f1) KiB, $(tar -tzf "${tarball}" | wc -l) entries)"
+    if tar -tzf "${tarball}" | grep -E '^(\.venv|build|tests/output|\.cache|\.git)/'; then
+        echo "run-tests: the artifact holds the local files above (see build_ignore in galaxy.yml)" >&2
+        status=1
+    fi
     for core in 2.19 2.21; do
         say "ansible-core ${core}: install and ansible-doc"
         rm -rf "${work}/collections"
@@ -234,7 +247,10 @@ doc_from() {
     out="$(cd "${work}" && ANSIBLE_COLLECTIONS_PATH="${work}/collections" ANSIBLE_COLLECTIONS_SCAN_SYS_PATH=false \
         "${ROOT}/.venv/${core}/bin/ansible-doc" "$@" 2>&1)"
     local rc=$?
-    if [ "${rc}" -ne 0 ] || [ -z "${out}" ] || grep -qE '^\[?(ERROR|WARNING)' <<<"${out}"; then
+    # ansible-core 2.21's ansible-doc warns about its own internal _protomatter
+    # collection on every call; any other warning or error fails the check.
+    if [ "${rc}" -ne 0 ] || [ -z "${out}" ] \
+        || grep -E '^\[?(ERROR|WARNING)' <<<"${out}" | grep -qv '/ansible_collections/ansible/_protomatter'; then
         echo "${out}"
         echo "run-tests: ansible-doc $* failed (rc=${rc})" >&2
         return 1

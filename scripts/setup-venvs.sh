@@ -12,6 +12,11 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# The Pythons come from pyenv, also when its bin directory is not on PATH (cron, CI).
+export PYENV_ROOT="${PYENV_ROOT:-${HOME}/.pyenv}"
+if ! command -v pyenv >/dev/null 2>&1 && [ -x "${PYENV_ROOT}/bin/pyenv" ]; then
+    PATH="${PYENV_ROOT}/bin:${PATH}"
+fi
 VENV_ROOT="${ROOT}/.venv"
 
 CORE_2_19=2.19.14
