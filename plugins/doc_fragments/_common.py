@@ -72,6 +72,28 @@ options:
         description:
           - QOM path of this VM's balloon device; found automatically when omitted.
         type: str
+  tls_ca:
+    description:
+      - Path of the CA certificate (PEM) that signed the certificates of TCP monitors protected by x509 TLS
+        (QEMU's C(-object tls-creds-x509,...) on the monitor's C(-chardev socket,...,tls-creds=...)).
+      - When set, every TCP monitor of the task is reached with TLS and its certificate must be signed by this CA
+        and match O(tls_server_name) (default the host). Unix sockets are not affected.
+    type: path
+  tls_cert:
+    description:
+      - Path of the client certificate (PEM) to present, for monitors whose credentials have C(verify-peer=on).
+      - Requires O(tls_key) and O(tls_ca).
+    type: path
+  tls_key:
+    description:
+      - Path of the private key (PEM) of O(tls_cert). Keep the file readable only by the user that runs the task.
+    type: path
+  tls_server_name:
+    description:
+      - Name the monitor's certificate must carry, when it differs from the host used to connect
+        (for example when connecting to V(127.0.0.1) to a certificate issued for the hypervisor's name).
+      - Requires O(tls_ca).
+    type: str
   timeout:
     description:
       - Seconds allowed for each VM's whole exchange with QEMU (connect, greeting, every command).

@@ -26,6 +26,7 @@ from ansible_collections.qmp.balloon.plugins.module_utils._qmp import (
     QEMU_QMP_IMPORT_ERROR,
     QEMU_QMP_VERSION,
     Endpoint,
+    TLSSettings,
 )
 
 TARGET_OPTIONS = dict(
@@ -46,6 +47,11 @@ COMMON_ARGUMENT_SPEC = dict(
                  mutually_exclusive=[('socket', 'host'), ('socket', 'port')],
                  required_one_of=[('socket', 'host')],
                  required_together=[('host', 'port')]),
+    tls_ca=dict(type='path'),
+    tls_cert=dict(type='path'),
+    # A path to the key file, not the key itself: nothing secret to hide from logs.
+    tls_key=dict(type='path', no_log=False),
+    tls_server_name=dict(type='str'),
     timeout=dict(type='float', default=5.0),
     concurrency=dict(type='int', default=32),
     fail_on_error=dict(type='bool', default=True),
@@ -61,7 +67,8 @@ COMMON_MUTUALLY_EXCLUSIVE = [
     ('targets', 'name'),
 ]
 COMMON_REQUIRED_ONE_OF = [('socket', 'host', 'targets')]
-COMMON_REQUIRED_TOGETHER = [('host', 'port')]
+COMMON_REQUIRED_TOGETHER = [('host', 'port'), ('tls_cert', 'tls_key')]
+COMMON_REQUIRED_BY = {'tls_cert': 'tls_ca', 'tls_server_name': 'tls_ca'}
 
 #: Keys of a VM's result that are not copied to the top level of a single-VM call.
 _NOT_AT_TOP = ('changed', 'failed', 'msg')
@@ -108,6 +115,7 @@ class BalloonModule(object):
             mutually_exclusive=COMMON_MUTUALLY_EXCLUSIVE,
             required_one_of=COMMON_REQUIRED_ONE_OF,
             required_together=COMMON_REQUIRED_TOGETHER,
+            required_by=COMMON_REQUIRED_BY,
             supports_check_mode=supports_check_mode,
         )
         self.params = self.module.params
@@ -120,9 +128,28 @@ class BalloonModule(object):
     def fail(self, msg, **kwargs):
         self.module.fail_json(msg=msg, **kwargs)
 
+    def _tls_settings(self, errors):
+        params = self.params
+        if not params['tls_ca']:
+            return None
+        for option in ('tls_ca', 'tls_cert', 'tls_key'):
+            path = params[option]
+            if path is None:
+                continue
+            if not os.path.isabs(path):
+                errors.append('%s must be an absolute path, got %r' % (option, path))
+            elif not os.path.isfile(path):
+                errors.append('%s: %s is not a readable file' % (option, path))
+            elif not os.access(path, os.R_OK):
+                errors.append('%s: permission denied reading %s' % (option, path))
+        return TLSSettings(params['tls_ca'], params['tls_cert'], params['tls_key'], params['tls_server_name'])
+
     def _build_targets(self):
         params = self.params
         errors = []
+        tls = self._tls_settings(errors)
+        if tls and self.single and params['socket'] is not None:
+            errors.append('tls_ca, tls_cert, tls_key and tls_server_name apply to TCP monitors (host and port), not to a unix socket')
         if params['timeout'] <= 0:
             errors.append('timeout must be greater than 0 seconds, got %s' % params['timeout'])
         if params['concurrency'] < 1:
@@ -141,7 +168,7 @@ class BalloonModule(object):
                 endpoint = Endpoint(path=entry['socket'])
             else:
                 error = check_tcp(entry.get('host'), entry.get('port'), label)
-                endpoint = Endpoint(host=entry.get('host'), port=entry.get('port'))
+                endpoint = Endpoint(host=entry.get('host'), port=entry.get('port'), tls=tls)
             if error:
                 errors.append(error)
                 continue
