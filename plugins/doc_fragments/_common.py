@@ -96,7 +96,7 @@ options:
     type: str
   timeout:
     description:
-      - Seconds allowed for each VM's whole exchange with QEMU (connect, greeting, every command).
+      - Seconds allowed for each VM's whole exchange with QEMU (connect, greeting, every command), more than 0 and at most 3600.
       - A VM that takes longer fails with a message saying which step did not finish; others are not affected.
       - A monitor held by another client never greets; it fails after this time as C(monitor busy).
     type: float

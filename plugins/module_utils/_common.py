@@ -15,6 +15,7 @@ input order (plus the single VM's fields at the top level).
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 
@@ -69,6 +70,9 @@ COMMON_MUTUALLY_EXCLUSIVE = [
 COMMON_REQUIRED_ONE_OF = [('socket', 'host', 'targets')]
 COMMON_REQUIRED_TOGETHER = [('host', 'port'), ('tls_cert', 'tls_key')]
 COMMON_REQUIRED_BY = {'tls_cert': 'tls_ca', 'tls_server_name': 'tls_ca'}
+
+#: A monitor that has not answered in an hour will not; an infinite timeout would hang the play.
+MAX_TIMEOUT = 3600
 
 #: Keys of a VM's result that are not copied to the top level of a single-VM call.
 _NOT_AT_TOP = ('changed', 'failed', 'msg')
@@ -150,8 +154,10 @@ class BalloonModule(object):
         tls = self._tls_settings(errors)
         if tls and self.single and params['socket'] is not None:
             errors.append('tls_ca, tls_cert, tls_key and tls_server_name apply to TCP monitors (host and port), not to a unix socket')
-        if params['timeout'] <= 0:
+        if math.isnan(params['timeout']) or params['timeout'] <= 0:
             errors.append('timeout must be greater than 0 seconds, got %s' % params['timeout'])
+        elif params['timeout'] > MAX_TIMEOUT:
+            errors.append('timeout must be at most %d seconds, got %s' % (MAX_TIMEOUT, params['timeout']))
         if params['concurrency'] < 1:
             errors.append('concurrency must be at least 1, got %s' % params['concurrency'])
         if self.single:
@@ -173,7 +179,9 @@ class BalloonModule(object):
                 errors.append(error)
                 continue
             name = entry.get('name')
-            if name is not None and name in names:
+            if name is not None and not name.strip():
+                errors.append('%sname must not be empty (omit it to use QEMU\'s name)' % prefix)
+            elif name is not None and name in names:
                 errors.append('%sname: duplicate name %r (also in %s)' % (prefix, name, names[name]))
             elif name is not None:
                 names[name] = label
