@@ -19,7 +19,11 @@
 #   ANSIBLE_TEST_ARGS   extra arguments for every ansible-test call (e.g. "-v")
 #   SANITY_TESTS        space-separated sanity test names to run (default: all)
 #   INTEGRATION_TARGETS space-separated integration targets (default: all)
+#   SANITY_PYTHON_2_19  Python(s) for sanity on 2.19: a version or "all" (default: 3.11)
+#   SANITY_PYTHON_2_21  the same for 2.21 (default: all)
 #   QMP_BALLOON_LOG_DIR where each suite's full output goes (default: tests/output/logs)
+#   QMP_BALLOON_BUILD_DIR  where the collection copy goes (default: build); give each
+#                       concurrent run in one checkout its own, outside the checkout
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -28,7 +32,7 @@ export PYENV_ROOT="${PYENV_ROOT:-${HOME}/.pyenv}"
 if ! command -v pyenv >/dev/null 2>&1 && [ -x "${PYENV_ROOT}/bin/pyenv" ]; then
     PATH="${PYENV_ROOT}/bin:${PATH}"
 fi
-BUILD="${ROOT}/build"
+BUILD="${QMP_BALLOON_BUILD_DIR:-${ROOT}/build}"
 COLLECTION="${BUILD}/ansible_collections/qmp/balloon"
 PYBIN="${BUILD}/bin"
 LOG_DIR="${QMP_BALLOON_LOG_DIR:-${ROOT}/tests/output/logs}"
@@ -317,7 +321,7 @@ main() {
             integration) suites+=(integration-2.19 integration-2.21) ;;
             sanity-2.19|sanity-2.21|units-2.19|units-2.21|units-py3.9|integration-2.19|integration-2.21|lint|build-check|changelog-lint)
                 suites+=("${arg}") ;;
-            -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+            -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
             *) echo "run-tests: unknown suite: ${arg}" >&2; exit 2 ;;
         esac
     done
