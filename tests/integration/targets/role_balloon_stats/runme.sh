@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# The role qmp.balloon.balloon_stats over a fleet (inventory.yml): hv1-hv3 each own real
+# QEMU VMs (two real Linux guests, four paused VMs without an OS), hv-empty owns none and
+# hv-down is unreachable. Four ansible-playbook runs:
+#   1 configure.yml          configure in check+diff mode, then twice                   (exit 0)
+#   2 gather.yml             main entry point over the fleet, writes the reports         (exit 4: hv-down)
+#   3 verify.yml             cached facts, JSON/CSV/HTML reports, user rule, bad input   (exit 0)
+#   4 fail_on_violation.yml  report with balloon_stats_fail_on_violation                  (exit 2)
+# fleet.py boots the VMs before run 1 (all at once) and stops every one of them on exit,
+# whatever happens.
+set -eux -o pipefail
+
+start=${SECONDS}
+timings=()
+step() {  # step NAME: record the time since the previous step
+    timings+=("$1 $((SECONDS - start))s")
+    start=${SECONDS}
+}
+
+# The Python that runs ansible (it has PyYAML, which fleet.py needs)
+python=$(command -v python3 || command -v python)
+
+if ! command -v qemu-system-x86_64 >/dev/null || ! compgen -G '/boot/vmlinuz-*-cloud-amd64' >/dev/null; then
+    echo "SKIPPED: role_balloon_stats: needs qemu-system-x86_64 and /boot/vmlinuz-*-cloud-amd64 to boot real guests;" \
+         "0 cases ran. Install them with: apt-get install -y qemu-system-x86 linux-image-cloud-amd64 busybox-static kmod"
+    exit 0
+fi
+
+# Headless Chromium renders the HTML report; install it when missing and possible, else skip that part.
+chromium=$(command -v chromium || true)
+if [ -z "${chromium}" ] && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium || true
+    chromium=$(command -v chromium || true)
+fi
+if [ -z "${chromium}" ]; then
+    echo "SKIPPED: role_balloon_stats: no chromium (apt-get install -y chromium): the HTML rendering checks will not run"
+fi
+
+# hv-down is an ssh host on a closed port: without an ssh client it would fail instead of being unreachable.
+if ! command -v ssh >/dev/null && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends openssh-client || true
+fi
+if ! command -v ssh >/dev/null; then
+    echo "role_balloon_stats: needs an ssh client for its unreachable host (apt-get install -y openssh-client)" >&2
+    exit 1
+fi
+
+# Unix socket paths must stay under 108 bytes: the VMs live in a short private /tmp directory.
+work=$(mktemp -d /tmp/rbs.XXXXXX)
+cleanup() {
+    status=$?
+    set +e
+    for dir in "${work}"/hv*; do
+        [ -d "${dir}" ] || continue
+        if [ "${status}" -ne 0 ]; then
+            for log in "${dir}"/*.log; do
+                [ -f "${log}" ] && echo "--- ${log}" && tail -n 5 "${log}"
+            done
+        fi
+    done
+    # every WORK/*/NAME.pid, and only a process whose command line names that pidfile
+    "${python}" fleet.py stop "${work}"
+    # RBS_KEEP=1 (when run by hand) keeps the reports, logs and screenshot for a look
+    if [ -n "${RBS_KEEP:-}" ]; then
+        echo "role_balloon_stats: kept ${work}"
+    else
+        rm -rf "${work}"
+    fi
+    echo "role_balloon_stats: ${timings[*]:-} (total ${SECONDS}s, exit ${status})"
+}
+trap cleanup EXIT
+
+# The checks below grep ansible-playbook's output: no colour codes in it.
+export ANSIBLE_FORCE_COLOR=0 ANSIBLE_NOCOLOR=1
+export ANSIBLE_CACHE_PLUGIN=jsonfile
+export ANSIBLE_CACHE_PLUGIN_CONNECTION="${work}/facts"
+common=(-i inventory.yml -e "rbs_dir=${work}" "$@")
+
+# run EXPECTED_EXIT LOG PLAYBOOK [ARGS...]: run a playbook, show and keep its output, check its exit status
+run() {
+    local expected=$1 log=$2 rc
+    shift 2
+    set +e
+    ansible-playbook "$@" 2>&1 | tee "${log}"
+    rc=${PIPESTATUS[0]}
+    set -e
+    if [ "${rc}" -ne "${expected}" ]; then
+        echo "role_balloon_stats: ansible-playbook $1 exited ${rc}, expected ${expected}" >&2
+        return 1
+    fi
+}
+
+# Boot every VM of the fleet at once; the real guests boot (10-25 s) while run 1 goes on.
+"${python}" fleet.py start "${work}"
+step boot
+
+# 1: check mode + diff on the fresh VMs, configure twice
+run 0 "${work}/configure.log" configure.yml "${common[@]}"
+# diff mode printed each VM's before and after
+grep -q -- '^-guest-stats-polling-interval: 0$' "${work}/configure.log"
+grep -q -- '^+guest-stats-polling-interval: 5$' "${work}/configure.log"
+for vm in g128 n1 g192 n2 n3 n4; do
+    grep -q -- "^+++ after: ${vm} interval$" "${work}/configure.log"
+done
+step configure
+
+# The real guests' first stats (read only): they boot while run 1 goes on.
+"${python}" fleet.py wait "${work}" 120
+step guests_ready
+
+# 2: the whole fleet through the main entry point; hv-down is unreachable (exit 4), nothing failed
+run 4 "${work}/gather.log" gather.yml "${common[@]}"
+grep -E -q '^hv-down +: .* unreachable=1 +failed=0 ' "${work}/gather.log"
+for host in hv1 hv2 hv3 hv-empty; do
+    grep -E -q "^${host} +: .* unreachable=0 +failed=0 " "${work}/gather.log"
+done
+grep -q '6 VMs on 5 hypervisors (1 unreachable): 1 compliant, 5 not, 9 violations (4 critical, 4 warning, 1 info)' "${work}/gather.log"
+if grep -E ' failed=[1-9]' "${work}/gather.log"; then
+    exit 1
+fi
+step gather
+
+# 3: a later, separate run reads the cached facts and checks the reports
+run 0 "${work}/verify.log" verify.yml "${common[@]}" -e "rbs_chromium=${chromium}"
+step verify
+
+# 4: balloon_stats_fail_on_violation fails the play, listing every violation, after writing the report
+run 2 "${work}/fail.log" fail_on_violation.yml "${common[@]}"
+grep -q '9 compliance violations: hv1/g128: min_total_memory (info); hv1/n1: driver_reporting (critical);' "${work}/fail.log"
+grep -q 'hv3/n4: data_fresh (warning); hv3/n3: driver_reporting (critical); hv3/n3: data_fresh (warning)"' "${work}/fail.log"
+if grep -q RBS-NOT-REACHED "${work}/fail.log"; then
+    exit 1
+fi
+for kind in json csv html; do
+    test -s "${work}/report-fail/balloon-stats.${kind}"
+done
+step fail_on_violation
