@@ -1,0 +1,84 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) qmp.balloon contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Benchmark floor (c): the least a script needs to read the same VMs with qemu.qmp, no Ansible.
+
+    python floor.py TARGETS.json [--concurrency 32] [--timeout 5] [--path /machine/peripheral/balloon0]
+                    [--commands full|stats] [--report FILE]
+
+TARGETS.json is a list of {"socket": PATH}. For every VM, concurrently (at most --concurrency at
+once, like the modules' default of 32): connect, negotiate, then with --commands full (default)
+the three reads balloon_stats_info needs for its answer -- qom-get guest-stats, qom-get
+guest-stats-polling-interval, query-status -- on a known balloon path (no discovery, no
+query-name, no input validation, no result shaping); with --commands stats only qom-get
+guest-stats. Then disconnect. Prints one JSON line: VMs read, failures, per-VM connection hold
+times (connect start to disconnect end, ms) and the time inside the event loop. bench/run.py
+times the whole process (interpreter start-up and the qemu.qmp import included) from outside.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+
+from qemu.qmp import QMPClient
+
+INTERVAL = 'guest-stats-polling-interval'
+
+
+async def read_one(path, balloon, commands, timeout):
+    client = QMPClient('floor')
+    start = time.perf_counter()
+    try:
+        await asyncio.wait_for(client.connect(path), timeout)
+        if commands == 'stats':
+            await asyncio.wait_for(client.execute('qom-get', {'path': balloon, 'property': 'guest-stats'}), timeout)
+        else:
+            await asyncio.wait_for(client.execute('qom-get', {'path': balloon, 'property': 'guest-stats'}), timeout)
+            await asyncio.wait_for(client.execute('qom-get', {'path': balloon, 'property': INTERVAL}), timeout)
+            await asyncio.wait_for(client.execute('query-status'), timeout)
+        ok = True
+    except Exception:  # pylint: disable=broad-except
+        ok = False
+    finally:
+        try:
+            await asyncio.wait_for(client.disconnect(), 1.0)
+        except Exception:  # pylint: disable=broad-except
+            pass
+    return ok, (time.perf_counter() - start) * 1000.0
+
+
+async def read_all(paths, balloon, commands, concurrency, timeout):
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(path):
+        async with gate:
+            return await read_one(path, balloon, commands, timeout)
+    return await asyncio.gather(*(one(path) for path in paths))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('targets')
+    parser.add_argument('--concurrency', type=int, default=32)
+    parser.add_argument('--timeout', type=float, default=5.0)
+    parser.add_argument('--path', default='/machine/peripheral/balloon0')
+    parser.add_argument('--commands', choices=('full', 'stats'), default='full')
+    args = parser.parse_args(argv)
+    with open(args.targets, encoding='utf-8') as handle:
+        paths = [entry['socket'] for entry in json.load(handle)]
+    started = time.time()
+    results = asyncio.run(read_all(paths, args.path, args.commands, args.concurrency, args.timeout))
+    ended = time.time()
+    holds = [round(hold, 3) for ok, hold in results]
+    print(json.dumps({'vms': len(results), 'failed': sum(1 for ok, hold in results if not ok), 'loop_s': ended - started,
+                      'holds_ms': holds, 'commands_per_vm': 1 if args.commands == 'stats' else 3}))
+    return 0 if all(ok for ok, hold in results) else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())

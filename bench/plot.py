@@ -1,0 +1,88 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) qmp.balloon contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Plot bench/run.py's results.json: time against the number of VMs for each method, and peak memory.
+
+    python plot.py results.json bench.png          (bench venv: matplotlib)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402  pylint: disable=wrong-import-position
+
+SERIES = (
+    ('b', '(b) one task per VM (loop)', 'tab:red', 'o'),
+    ('a', '(a) one balloon_stats_info task', 'tab:blue', 'o'),
+    ('e1', '(e) balloon_stats_polling, first run', 'tab:purple', 'v'),
+    ('e2', '(e) balloon_stats_polling, second run', 'tab:pink', '^'),
+    ('a_module', '(a) its module process alone', 'tab:cyan', 's'),
+    ('c', '(c) floor: qemu.qmp script, no Ansible', 'tab:green', 'D'),
+)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    with open(argv[0]) as handle:
+        results = json.load(handle)
+    fakes = sorted((result for result in results['sets'] if result['kind'] == 'fake'), key=lambda result: result['n'])
+    real = [result for result in results['sets'] if result['kind'] == 'qemu']
+    figure, (left, right) = plt.subplots(1, 2, figsize=(13, 5.5), gridspec_kw={'width_ratios': [2, 1]})
+    for key, label, colour, marker in SERIES:
+        points = [(result['n'], result['median'].get(key)) for result in fakes if result['median'].get(key)]
+        if points:
+            left.plot([n for n, _ in points], [value for _, value in points], marker=marker, color=colour, label=label + ' (fake)')
+            extrapolated = [result for result in fakes if key == 'b' and result['b_extrapolated'] and result['median'].get('b')]
+            for result in extrapolated:
+                left.annotate('extrapolated', (result['n'], result['median']['b']), textcoords='offset points', xytext=(-70, 4),
+                              fontsize=8, color=colour)
+        for result in real:
+            value = result['median'].get(key)
+            if value:
+                left.scatter([result['n']], [value], marker=marker, facecolors='none', edgecolors=colour, s=90, linewidths=1.6)
+    for result in real:
+        for key, label, colour in (('d_virsh', '(d) virsh dommemstat per domain', 'tab:olive'),
+                                   ('d_getall', '(d) one getAllDomainStats call', 'tab:brown')):
+            value = result['median'].get(key)
+            if value:
+                left.scatter([result['n']], [value], marker='*', color=colour, s=120, label=label + ' (libvirt)')
+    if real:
+        left.scatter([], [], marker='o', facecolors='none', edgecolors='grey', s=90,
+                     label='hollow: %d real QEMU VMs (-S, 64 MiB)' % real[0]['n'])
+    left.set_xscale('log')
+    left.set_yscale('log')
+    left.set_xlabel('VMs')
+    left.set_ylabel('seconds (median of %d)' % results['reps'])
+    left.set_title('Time to read guest memory stats')
+    left.grid(True, which='both', alpha=0.3)
+    left.legend(fontsize=8, loc='upper left')
+
+    for key, label, colour in (('a_rss_mb', '(a) module process', 'tab:blue'), ('c_rss_mb', '(c) floor process', 'tab:green')):
+        points = [(result['n'], result['median'].get(key)) for result in fakes if result['median'].get(key)]
+        if points:
+            right.plot([n for n, _ in points], [value for _, value in points], marker='o', color=colour, label=label)
+    right.axhline(150, color='tab:red', linestyle='--', linewidth=1, label='target 150 MB')
+    right.set_xscale('log')
+    right.set_xlabel('VMs (fake)')
+    right.set_ylabel('peak RSS, MB')
+    right.set_ylim(bottom=0)
+    right.set_title('Peak memory')
+    right.grid(True, which='both', alpha=0.3)
+    right.legend(fontsize=8)
+    machine = results['machine']
+    figure.suptitle('qmp.balloon %s: %s, %s CPUs, Python %s, ansible-core %s, qemu.qmp %s' % (
+        results.get('commit', ''), machine.get('cpu', '?'), machine.get('cpus', '?'), machine.get('python', '?'),
+        machine.get('ansible_core', '?'), machine.get('qemu_qmp', '?')), fontsize=9)
+    figure.tight_layout()
+    figure.savefig(argv[1], dpi=110)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,1019 @@
+#!/usr/bin/env python3
+# -*- coding: utf-8 -*-
+# Copyright (c) qmp.balloon contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""qmp.balloon benchmark: one task for many VMs against the alternatives, in one run.
+
+    bench/run.py              full run (make bench): N = 10, 100, 1000 fake monitors, M = 20 real
+                              QEMU VMs (-S, 64 MiB), fleet, concurrency sweep, profile, plot
+    bench/run.py --smoke      tiny run for make test (< 60 s): 3 fakes, 1 QEMU VM, 2-host fleet,
+                              1 repeat, no plot/profile; exits 1 when any measured task failed
+
+Methods, for every set of VMs (docs/performance.md says more):
+  (a) one balloon_stats_info task over all targets
+  (b) the same VMs, one balloon_stats_info call per VM (loop:); at N=1000 a sample of the loop,
+      extrapolated linearly (said so in the output)
+  (c) the floor: bench/floor.py, qemu.qmp alone, concurrent, no Ansible (whole process)
+  (d) libvirt, when there is a usable libvirtd: virsh dommemstat per domain and one
+      getAllDomainStats call (whole processes); skipped with a note otherwise
+  (e) balloon_stats_polling over all targets: first run (interval 0 -> 10) and idempotent second run
+(a), (b), (e) are the task's own duration (bench/callback_plugins/qmp_bench_timer.py: task start to
+last result), and the module process's own time and peak RSS (bench/probe/sitecustomize.py).
+Every point is the median of --reps repeats. Results: DIR/results.json, DIR/bench.png, DIR/table.txt
+(DIR = --out, default bench/results; --smoke: build/bench-smoke).
+
+Only the Python standard library is needed here; the plot and the profiler run in the bench venv
+(.venv/bench, bench/requirements.txt), created on first use in a full run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import contextlib
+import datetime
+import hashlib
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(BENCH)
+FAKE = os.path.join(ROOT, 'tests', 'support', 'fake_qmp.py')
+VM_PY = os.path.join(ROOT, 'tests', 'guest', 'vm.py')
+FLOOR = os.path.join(BENCH, 'floor.py')
+ENGINE_DIRECT = os.path.join(BENCH, 'engine_direct.py')
+LIBVIRT_READ = os.path.join(BENCH, 'libvirt_read.py')
+PROFILE = os.path.join(BENCH, 'profile_module.py')
+PLOT = os.path.join(BENCH, 'plot.py')
+REQUIREMENTS = os.path.join(BENCH, 'requirements.txt')
+INTERVAL = 10
+MIB = 1024.0 * 1024.0
+
+_CLEANUP = []
+
+
+def log(message):
+    sys.stderr.write('[bench %s] %s\n' % (time.strftime('%H:%M:%S'), message))
+    sys.stderr.flush()
+
+
+def cleanup():
+    while _CLEANUP:
+        function = _CLEANUP.pop()
+        try:
+            function()
+        except Exception as exc:  # pylint: disable=broad-except
+            log('cleanup: %s' % exc)
+
+
+def _on_signal(signum, frame):
+    raise KeyboardInterrupt('signal %d' % signum)
+
+
+def median(values):
+    values = [value for value in values if value is not None]
+    return statistics.median(values) if values else None
+
+
+def ratio(numerator, denominator):
+    if numerator is None or not denominator:
+        return None
+    return numerator / denominator
+
+
+# ---------------------------------------------------------------------------------------------
+# environment: venvs, machine
+# ---------------------------------------------------------------------------------------------
+
+def run_quiet(command, **kwargs):
+    return subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, check=False, **kwargs)
+
+
+def usable_ansible_venv(path):
+    python = os.path.join(path, 'bin', 'python')
+    playbook = os.path.join(path, 'bin', 'ansible-playbook')
+    if not (os.path.exists(python) and os.path.exists(playbook)):
+        return False
+    return run_quiet([python, '-c', 'import qemu.qmp, ansible']).returncode == 0
+
+
+def ensure_bench_venv(path, base_python):
+    """Create or refresh the bench venv from bench/requirements.txt; return its python or None."""
+    python = os.path.join(path, 'bin', 'python')
+    with open(REQUIREMENTS, 'rb') as handle:
+        wanted = hashlib.sha256(handle.read()).hexdigest()
+    stamp = os.path.join(path, '.bench-requirements.sha256')
+    if os.path.exists(python) and os.path.exists(stamp):
+        with open(stamp) as handle:
+            if handle.read().strip() == wanted:
+                return python
+    log('creating the bench venv %s (bench/requirements.txt)' % path)
+    if not os.path.exists(python):
+        result = run_quiet([base_python, '-m', 'venv', path])
+        if result.returncode != 0:
+            log('cannot create %s: %s' % (path, result.stdout.strip()[-500:]))
+            return None
+    result = run_quiet([python, '-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', '-r', REQUIREMENTS])
+    if result.returncode != 0:
+        log('pip install -r bench/requirements.txt failed: %s' % result.stdout.strip()[-1000:])
+        return None
+    with open(stamp, 'w') as handle:
+        handle.write(wanted + '\n')
+    return python
+
+
+def base_python_of(venv_python):
+    """The interpreter a venv was made from (so the bench venv has the same Python)."""
+    result = run_quiet([venv_python, '-c', 'import sys; print(sys._base_executable)'])
+    candidate = result.stdout.strip().splitlines()[-1] if result.returncode == 0 and result.stdout.strip() else ''
+    return candidate if candidate and os.path.exists(candidate) else sys.executable
+
+
+def machine_info(python):
+    info = {'hostname': platform.node(), 'kernel': platform.release(), 'cpus': os.cpu_count()}
+    with contextlib.suppress(OSError):
+        with open('/proc/cpuinfo') as handle:
+            for line in handle:
+                if line.startswith('model name'):
+                    info['cpu'] = line.split(':', 1)[1].strip()
+                    break
+    with contextlib.suppress(OSError, ValueError):
+        with open('/proc/meminfo') as handle:
+            info['memory_gib'] = round(int(handle.readline().split()[1]) / 1024.0 / 1024.0, 1)
+    versions = run_quiet([python, '-c', 'import sys, ansible.release, importlib.metadata as m; '
+                                        'print(sys.version.split()[0], ansible.release.__version__, m.version("qemu.qmp"))'])
+    if versions.returncode == 0:
+        info['python'], info['ansible_core'], info['qemu_qmp'] = versions.stdout.split()[:3]
+    qemu = shutil.which('qemu-system-x86_64')
+    if qemu:
+        info['qemu'] = run_quiet([qemu, '--version']).stdout.splitlines()[0].strip()
+    info['load_start'] = os.getloadavg()
+    return info
+
+
+# ---------------------------------------------------------------------------------------------
+# processes we start
+# ---------------------------------------------------------------------------------------------
+
+def timed_child(command, env=None, cwd=None, timeout=600):
+    """Run one command and wait4() it: (wall s, peak RSS KiB, returncode, stdout, stderr, CPU s)."""
+    out = tempfile.TemporaryFile()
+    err = tempfile.TemporaryFile()
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=out, stderr=err, env=env, cwd=cwd)
+    deadline = time.monotonic() + timeout
+    while True:
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() > deadline:
+            process.kill()
+            pid, status, usage = os.wait4(process.pid, 0)
+            break
+        time.sleep(0.0005)
+    wall = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status) if hasattr(os, 'waitstatus_to_exitcode') else (status >> 8)
+    out.seek(0)
+    err.seek(0)
+    return (wall, usage.ru_maxrss, process.returncode, out.read().decode(errors='replace'), err.read().decode(errors='replace'),
+            usage.ru_utime + usage.ru_stime)
+
+
+class FakeFleetProcess(object):
+    """tests/support/fake_qmp.py serving COUNT endpoints in its own process."""
+
+    def __init__(self, python, directory, count, interval=0):
+        self.directory = directory
+        self.ready_file = directory + '.ready'
+        os.makedirs(directory, exist_ok=True)
+        self.log = open(directory + '.log', 'w')
+        self.process = subprocess.Popen(
+            [python, FAKE, '--dir', directory, '--count', str(count), '--stats', 'live', '--interval', str(interval),
+             '--ready-file', self.ready_file], stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        _CLEANUP.append(self.stop)
+        deadline = time.monotonic() + 120
+        while not os.path.exists(self.ready_file):
+            if self.process.poll() is not None:
+                raise RuntimeError('fake_qmp.py exited %s; see %s.log' % (self.process.returncode, directory))
+            if time.monotonic() > deadline:
+                raise RuntimeError('fake_qmp.py not ready after 120 s')
+            time.sleep(0.05)
+        with open(self.ready_file) as handle:
+            ready = json.loads(handle.read())
+        self.sockets = [endpoint['path'] for endpoint in ready['endpoints']]
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+
+class QemuVMs(object):
+    """M real QEMU VMs started with tests/guest/vm.py start --no-guest (-S, 64 MiB)."""
+
+    def __init__(self, python, directory, count):
+        self.python = python
+        self.directory = directory
+        self.names = []
+        _CLEANUP.append(self.stop)
+        for index in range(count):
+            name = 'b%02d' % index
+            result = run_quiet([python, VM_PY, 'start', '--name', name, '--dir', directory, '--no-guest'])
+            if result.returncode != 0:
+                raise RuntimeError('vm.py start %s failed: %s' % (name, result.stdout.strip()[-500:]))
+            self.names.append(name)
+        self.sockets = [os.path.join(directory, name + '.qmp') for name in self.names]
+
+    def stop(self):
+        if self.names:
+            run_quiet([self.python, VM_PY, 'stop', '--dir', self.directory] + self.names)
+            self.names = []
+
+
+# ---------------------------------------------------------------------------------------------
+# Ansible runs
+# ---------------------------------------------------------------------------------------------
+
+class AnsibleRunner(object):
+    def __init__(self, venv, collections, work):
+        self.venv = venv
+        self.python = os.path.join(venv, 'bin', 'python')
+        self.playbook = os.path.join(venv, 'bin', 'ansible-playbook')
+        self.collections = collections
+        self.work = work
+        self.config = os.path.join(work, 'ansible.cfg')
+        with open(self.config, 'w') as handle:
+            handle.write('[defaults]\nretry_files_enabled = False\nhost_key_checking = False\n'
+                         'deprecation_warnings = False\ninterpreter_python = %s\n' % self.python)
+
+    def env(self, timings, modlog, hold=True):
+        env = dict(os.environ)
+        env.update({
+            'ANSIBLE_CONFIG': self.config,
+            'ANSIBLE_COLLECTIONS_PATH': self.collections,
+            'ANSIBLE_CALLBACK_PLUGINS': os.path.join(BENCH, 'callback_plugins'),
+            'ANSIBLE_CALLBACKS_ENABLED': 'qmp_bench_timer',
+            'ANSIBLE_NOCOLOR': '1',
+            'ANSIBLE_LOCAL_TEMP': os.path.join(self.work, 'ansible-local'),
+            'ANSIBLE_REMOTE_TMP': os.path.join(self.work, 'ansible-remote'),
+            'ANSIBLE_HOME': os.path.join(self.work, 'ansible-home'),
+            'QMP_BENCH_TIMINGS': timings,
+            'QMP_BENCH_MODLOG': modlog,
+            'QMP_BENCH_HOLD': '1' if hold else '0',
+            'PYTHONPATH': os.path.join(BENCH, 'probe') + (os.pathsep + env['PYTHONPATH'] if env.get('PYTHONPATH') else ''),
+        })
+        return env
+
+    def run(self, name, playbook_text, inventory_text, extra_files=None, forks=None, extra_env=None):
+        """Run one playbook; return (callback timings, module process records, exit code)."""
+        directory = os.path.join(self.work, 'play-' + name)
+        os.makedirs(directory, exist_ok=True)
+        for filename, text in (extra_files or {}).items():
+            with open(os.path.join(directory, filename), 'w') as handle:
+                handle.write(text)
+        with open(os.path.join(directory, 'playbook.yml'), 'w') as handle:
+            handle.write(playbook_text)
+        with open(os.path.join(directory, 'inventory.ini'), 'w') as handle:
+            handle.write(inventory_text)
+        timings = os.path.join(directory, 'timings.json')
+        modlog = os.path.join(directory, 'modules.jsonl')
+        env = self.env(timings, modlog)
+        env.update(extra_env or {})
+        command = [self.playbook, '-i', 'inventory.ini', 'playbook.yml']
+        if forks:
+            command += ['--forks', str(forks)]
+        with open(os.path.join(directory, 'ansible.log'), 'w') as output:
+            start = time.time()
+            code = subprocess.run(command, cwd=directory, env=env, stdout=output, stderr=subprocess.STDOUT, check=False).returncode
+            wall = time.time() - start
+        tasks = []
+        if os.path.exists(timings):
+            with open(timings) as handle:
+                tasks = json.load(handle)['tasks']
+        modules = []
+        if os.path.exists(modlog):
+            with open(modlog) as handle:
+                modules = [json.loads(line) for line in handle if line.strip()]
+        if code != 0:
+            log('ansible-playbook %s exited %d; see %s' % (name, code, os.path.join(directory, 'ansible.log')))
+        return {'tasks': tasks, 'modules': modules, 'rc': code, 'wall': wall, 'dir': directory}
+
+
+def modules_in(task, modules, host=None):
+    """The module processes that ran inside a task's time window (optionally for one host)."""
+    if task.get('end') is None:
+        return []
+    return [module for module in modules if task['start'] <= module['t_proc'] + 0.011 and module['t_end'] <= task['end']]
+
+
+def module_summary(task, modules):
+    """Module time, peak RSS and phase breakdown of the module processes of one task."""
+    procs = modules_in(task, modules)
+    if not procs:
+        return {}
+    summary = {
+        'processes': len(procs),
+        'module_s': sum(proc['t_end'] - proc['t_proc'] for proc in procs),
+        'peak_rss_mb': max(proc['maxrss_kb'] for proc in procs) / 1024.0,
+    }
+    if len(procs) == 1:
+        proc = procs[0]
+        phases = {'ansible_before_module': proc['t_proc'] - task['start'],
+                  'interpreter_start': proc['t_site'] - proc['t_proc'],
+                  'ansiballz_imports_args': (proc.get('t_loop_start') or proc['t_end']) - proc['t_site'],
+                  'module_total': proc['t_end'] - proc['t_proc'],
+                  'ansible_after_module': task['end'] - proc['t_end']}
+        if proc.get('t_loop_start') and proc.get('t_loop_end'):
+            phases['event_loop'] = proc['t_loop_end'] - proc['t_loop_start']
+            phases['results_to_exit'] = (proc.get('t_exit') or proc['t_end']) - proc['t_loop_end']
+        if proc.get('t_exit'):
+            phases['exit_json'] = proc['t_end'] - proc['t_exit']
+        summary['phases'] = phases
+        summary['cpu_s'] = proc.get('utime', 0) + proc.get('stime', 0)
+    holds = [hold for proc in procs for hold in proc.get('holds_ms', [])]
+    if holds:
+        summary['hold_ms'] = hold_summary(holds)
+        summary['commands_per_vm'] = sum(proc.get('commands', 0) for proc in procs) / float(len(holds))
+    return summary
+
+
+def hold_summary(holds):
+    holds = sorted(holds)
+    return {'median': statistics.median(holds), 'p95': holds[min(len(holds) - 1, int(0.95 * len(holds)))], 'max': holds[-1],
+            'n': len(holds)}
+
+
+def task_by_name(tasks, name):
+    for task in tasks:
+        if task['name'] == name:
+            return task
+    return None
+
+
+def task_ok(task, expect_changed=None):
+    """None when the task did what it should, else why not."""
+    if task is None:
+        return 'task did not run'
+    if task.get('duration') is None:
+        return 'no result'
+    for host, data in task['hosts'].items():
+        if data.get('status') != 'ok':
+            return '%s: %s %s' % (host, data.get('status'), data.get('msg', ''))
+        if data.get('vms_failed'):
+            return '%s: %d VMs failed' % (host, data['vms_failed'])
+        if expect_changed is not None and data.get('changed') != expect_changed:
+            return '%s: changed=%s, expected %s' % (host, data.get('changed'), expect_changed)
+    return None
+
+
+SET_PLAYBOOK = '''---
+- name: bench {name}
+  hosts: bench
+  gather_facts: false
+  vars_files: [targets.json]
+  tasks:
+{tasks}
+'''
+
+REP_TASKS = '''    - name: a {rep}
+      qmp.balloon.balloon_stats_info:
+        targets: "{{{{ bench_targets }}}}"
+    - name: b {rep}
+      qmp.balloon.balloon_stats_info:
+        socket: "{{{{ item.socket }}}}"
+      loop: "{{{{ bench_targets[{b_start}:{b_stop}] }}}}"
+    - name: reset {rep}
+      qmp.balloon.balloon_stats_polling:
+        targets: "{{{{ bench_targets }}}}"
+        interval: 0
+    - name: e1 {rep}
+      qmp.balloon.balloon_stats_polling:
+        targets: "{{{{ bench_targets }}}}"
+        interval: {interval}
+    - name: e2 {rep}
+      qmp.balloon.balloon_stats_polling:
+        targets: "{{{{ bench_targets }}}}"
+        interval: {interval}
+'''
+
+
+def bench_set(runner, label, kind, sockets, reps, b_sample, floor_python, notes, skip_b=False):
+    """Measure (a), (b), (c), (e) on one set of VMs; return its result dict."""
+    n = len(sockets)
+    work = os.path.join(runner.work, 'set-' + label)
+    os.makedirs(work, exist_ok=True)
+    targets = [{'socket': path} for path in sockets]
+    targets_file = os.path.join(work, 'targets.json')
+    with open(targets_file, 'w') as handle:
+        json.dump(targets, handle)
+
+    b_count = n if not b_sample or b_sample >= n else b_sample
+    result = {'label': label, 'kind': kind, 'n': n, 'reps': reps, 'b_items': b_count, 'b_extrapolated': b_count < n,
+              'a': [], 'a_module': [], 'a_rss_mb': [], 'a_phases': [], 'a_hold': [], 'b': [], 'b_items_s': [],
+              'b_rss_mb': [], 'b_module_s': [], 'e1': [], 'e2': [], 'e1_module': [], 'e2_module': [], 'e_rss_mb': [],
+              'c': [], 'c_cpu': [], 'a_cpu': [], 'c_rss_mb': [], 'c_hold': [], 'c_commands_per_vm': None, 'a_commands_per_vm': None, 'errors': []}
+    if b_count < n:
+        notes.append('%s: (b) is measured on a loop over %d of the %d VMs (a different slice each repeat) and '
+                      'extrapolated linearly (x%g)' % (label, b_count, n, n / float(b_count)))
+
+    def floor_once():
+        wall, rss_kb, code, output, errors, cpu = timed_child([floor_python, FLOOR, targets_file])
+        if code != 0:
+            result['errors'].append('floor exited %d: %s %s' % (code, output[-300:], errors[-300:]))
+            return
+        data = json.loads(output)
+        result['c'].append(wall)
+        result['c_cpu'].append(cpu)
+        result['c_rss_mb'].append(rss_kb / 1024.0)
+        result['c_hold'].append(hold_summary(data['holds_ms']))
+        result['c_commands_per_vm'] = data['commands_per_vm']
+
+    # Floors bracket the playbook: half before, half after (the machine is shared and noisy).
+    for _ in range((reps + 1) // 2):
+        floor_once()
+
+    tasks_text = ''
+    for rep in range(1, reps + 1):
+        start = ((rep - 1) * b_count) % n if b_count < n else 0
+        stop = start + b_count
+        text = REP_TASKS.format(rep=rep, b_start=start, b_stop=stop, interval=INTERVAL)
+        if skip_b:
+            text = text.replace('    - name: b %d\n' % rep, '    - name: b %d\n      when: false\n' % rep)
+        tasks_text += text
+    playbook = SET_PLAYBOOK.format(name=label, tasks=tasks_text)
+    inventory = '[bench]\nlocalhost ansible_connection=local\n'
+    log('%s: playbook with %d repeats of (a), (b) over %d items, (e) first and second run' % (label, reps, b_count))
+    run = runner.run(label, playbook, inventory, extra_files={'targets.json': json.dumps({'bench_targets': targets})})
+    result['playbook_wall'] = run['wall']
+    result['playbook_dir'] = run['dir']
+    for rep in range(1, reps + 1):
+        for key, expect in (('a', False), ('b', False), ('e1', True), ('e2', False)):
+            if key == 'b' and skip_b:
+                continue
+            task = task_by_name(run['tasks'], '%s %d' % (key, rep))
+            problem = task_ok(task, expect_changed=expect if key in ('e1', 'e2') else None)
+            if problem:
+                result['errors'].append('%s %d: %s' % (key, rep, problem))
+                continue
+            summary = module_summary(task, run['modules'])
+            if key == 'a':
+                result['a'].append(task['duration'])
+                result['a_module'].append(summary.get('module_s'))
+                result['a_cpu'].append(summary.get('cpu_s'))
+                result['a_rss_mb'].append(summary.get('peak_rss_mb'))
+                result['a_phases'].append(summary.get('phases'))
+                result['a_hold'].append(summary.get('hold_ms'))
+                result['a_commands_per_vm'] = summary.get('commands_per_vm')
+            elif key == 'b':
+                scale = n / float(b_count)
+                result['b'].append(task['duration'] * scale)
+                result['b_items_s'].append(task['duration'] / float(b_count))
+                result['b_rss_mb'].append(summary.get('peak_rss_mb'))
+                result['b_module_s'].append((summary.get('module_s') or 0) * scale)
+            else:
+                result[key].append(task['duration'])
+                result[key + '_module'].append(summary.get('module_s'))
+                result['e_rss_mb'].append(summary.get('peak_rss_mb'))
+
+    for _ in range(reps // 2):
+        floor_once()
+    return result
+
+
+def summarise_set(result):
+    med = {key: median(result.get(key, [])) for key in ('a', 'a_module', 'a_cpu', 'c_cpu', 'b', 'c', 'e1', 'e2', 'e1_module', 'e2_module', 'b_items_s',
+                                                'b_module_s')}
+    med['a_rss_mb'] = max([value for value in result['a_rss_mb'] if value is not None] or [None]) if any(result['a_rss_mb']) else None
+    med['b_rss_mb'] = max([value for value in result['b_rss_mb'] if value is not None] or [0]) or None
+    med['e_rss_mb'] = max([value for value in result['e_rss_mb'] if value is not None] or [0]) or None
+    med['c_rss_mb'] = median(result['c_rss_mb'])
+    med['a_hold_median_ms'] = median([hold['median'] for hold in result['a_hold'] if hold])
+    med['a_hold_p95_ms'] = median([hold['p95'] for hold in result['a_hold'] if hold])
+    med['c_hold_median_ms'] = median([hold['median'] for hold in result['c_hold'] if hold])
+    med['c_hold_p95_ms'] = median([hold['p95'] for hold in result['c_hold'] if hold])
+    phases = [phase for phase in result['a_phases'] if phase]
+    if phases:
+        med['a_phases'] = {key: median([phase.get(key) for phase in phases]) for key in phases[0]}
+    med['a_over_c'] = ratio(med['a'], med['c'])
+    med['a_module_over_c'] = ratio(med['a_module'], med['c'])
+    med['a_cpu_over_c_cpu'] = ratio(med['a_cpu'], med['c_cpu'])
+    med['b_over_a'] = ratio(med['b'], med['a'])
+    if result.get('d'):
+        d = result['d']
+        med['d_virsh'] = median(d.get('virsh', []))
+        med['d_getall'] = median(d.get('getall', []))
+        med['d_virsh_over_a'] = ratio(med['d_virsh'], med['a'])
+        med['d_getall_over_a'] = ratio(med['d_getall'], med['a'])
+    result['median'] = med
+    return med
+
+
+# ---------------------------------------------------------------------------------------------
+# (d) libvirt
+# ---------------------------------------------------------------------------------------------
+
+DOMAIN_XML = '''<domain type='qemu'>
+  <name>{name}</name>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='q35'>hvm</type></os>
+  <devices>
+    <emulator>{qemu}</emulator>
+    <memballoon model='virtio'><stats period='{interval}'/></memballoon>
+  </devices>
+</domain>
+'''
+
+
+def libvirt_status(uri):
+    """(python with the libvirt module, None) when libvirt is usable here, else (None, why not)."""
+    virsh = shutil.which('virsh')
+    if not virsh:
+        return None, 'virsh is not installed (no libvirt on this machine)'
+    check = run_quiet([virsh, '-c', uri, 'version'])
+    if check.returncode != 0:
+        return None, 'libvirtd does not answer on %s: %s' % (uri, check.stdout.strip()[-200:])
+    for python in ('/usr/bin/python3', sys.executable):
+        if os.path.exists(python) and run_quiet([python, '-c', 'import libvirt']).returncode == 0:
+            return python, None
+    return None, 'libvirt-python is not installed (Debian: python3-libvirt)'
+
+
+def bench_libvirt(count, reps, work, uri):
+    """(d) on COUNT transient paused libvirt domains; None and a note when libvirt is not usable."""
+    python, why_not = libvirt_status(uri)
+    if why_not:
+        return None, why_not
+    virsh = shutil.which('virsh')
+    qemu = shutil.which('qemu-system-x86_64') or '/usr/bin/qemu-system-x86_64'
+    names = ['qbbench-%02d' % index for index in range(count)]
+    created = []
+
+    def destroy():
+        for name in created:
+            run_quiet([virsh, '-c', uri, 'destroy', name])
+        del created[:]
+    _CLEANUP.append(destroy)
+    directory = os.path.join(work, 'libvirt')
+    os.makedirs(directory, exist_ok=True)
+    try:
+        for name in names:
+            path = os.path.join(directory, name + '.xml')
+            with open(path, 'w') as handle:
+                handle.write(DOMAIN_XML.format(name=name, qemu=qemu, interval=INTERVAL))
+            result = run_quiet([virsh, '-c', uri, 'create', path, '--paused'])
+            if result.returncode != 0:
+                return None, 'virsh create failed: %s' % result.stdout.strip()[-300:]
+            created.append(name)
+        out = {'virsh': [], 'getall': [], 'memorystats': [], 'rss_mb': [], 'domains': count}
+        for _ in range(reps):
+            start = time.perf_counter()
+            for name in names:
+                result = run_quiet([virsh, '-c', uri, 'dommemstat', name])
+                if result.returncode != 0:
+                    return None, 'virsh dommemstat %s failed: %s' % (name, result.stdout.strip()[-300:])
+            out['virsh'].append(time.perf_counter() - start)
+            wall, rss_kb, code, output, errors, _cpu = timed_child([python, LIBVIRT_READ, '--uri', uri, '--prefix', 'qbbench-',
+                                                              '--mode', 'getall'])
+            if code != 0:
+                return None, 'libvirt_read.py failed: %s %s' % (output[-300:], errors[-300:])
+            out['getall'].append(wall)
+            out['rss_mb'].append(rss_kb / 1024.0)
+            wall, rss_kb, code, output, errors, _cpu = timed_child([python, LIBVIRT_READ, '--uri', uri, '--prefix', 'qbbench-',
+                                                              '--mode', 'memorystats'])
+            if code == 0:
+                out['memorystats'].append(wall)
+        return out, None
+    finally:
+        destroy()
+
+
+# ---------------------------------------------------------------------------------------------
+# fleet
+# ---------------------------------------------------------------------------------------------
+
+FLEET_PLAYBOOK = '''---
+- name: fleet
+  hosts: hypervisors
+  gather_facts: false
+  vars:
+    balloon_stats_interval: {interval}
+    balloon_stats_report: false
+  tasks:
+    - name: role configure
+      ansible.builtin.include_role:
+        name: qmp.balloon.balloon_stats
+        tasks_from: configure
+    - name: role gather
+      ansible.builtin.include_role:
+        name: qmp.balloon.balloon_stats
+        tasks_from: gather
+    - name: fleet check
+      ansible.builtin.assert:
+        that:
+          - balloon_stats.summary.vms | int == {per_host}
+          - balloon_stats.summary.unreachable | int == 0
+        quiet: true
+'''
+
+
+def bench_fleet(runner, python, hosts, per_host, forks, work):
+    total = hosts * per_host
+    fake = FakeFleetProcess(python, os.path.join(work, 'fleetfake'), total)
+    try:
+        inventory = ['[hypervisors]']
+        for index in range(hosts):
+            host_dir = os.path.join(work, 'fleet', 'hv%02d' % index)
+            os.makedirs(host_dir, exist_ok=True)
+            for socket_path in fake.sockets[index * per_host:(index + 1) * per_host]:
+                os.symlink(socket_path, os.path.join(host_dir, os.path.basename(socket_path)))
+            inventory.append("hv%02d ansible_connection=local balloon_stats_socket_globs='[\"%s/*.qmp\"]'" % (index, host_dir))
+        log('fleet: %d hypervisors x %d fake VMs, forks %d' % (hosts, per_host, forks))
+        run = runner.run('fleet', FLEET_PLAYBOOK.format(interval=INTERVAL, per_host=per_host), '\n'.join(inventory) + '\n', forks=forks)
+    finally:
+        fake.stop()
+    tasks = []
+    errors = []
+    for task in run['tasks']:
+        if task.get('duration') is None:
+            continue
+        procs = modules_in(task, run['modules'])
+        statuses = {}
+        for data in task['hosts'].values():
+            statuses[data.get('status')] = statuses.get(data.get('status'), 0) + 1
+        if statuses.get('failed') or statuses.get('unreachable'):
+            errors.append('%s: %s' % (task['name'], statuses))
+        tasks.append({'name': task['name'], 'action': task['action'], 'duration': task['duration'], 'hosts': statuses,
+                      'module_processes': len(procs),
+                      'module_s_sum': sum(proc['t_end'] - proc['t_proc'] for proc in procs),
+                      'module_s_median': median([proc['t_end'] - proc['t_proc'] for proc in procs]),
+                      'peak_rss_mb': max([proc['maxrss_kb'] / 1024.0 for proc in procs] or [0]) or None})
+    return {'hosts': hosts, 'vms_per_host': per_host, 'forks': forks, 'rc': run['rc'], 'playbook_wall': run['wall'],
+            'tasks': tasks, 'errors': errors, 'dir': run['dir'],
+            'tasks_total_s': sum(task['duration'] for task in tasks)}
+
+
+# ---------------------------------------------------------------------------------------------
+# concurrency sweep and profile
+# ---------------------------------------------------------------------------------------------
+
+def concurrency_sweep(python, collections, sockets, work, reps, levels):
+    targets_file = os.path.join(work, 'sweep-targets.json')
+    with open(targets_file, 'w') as handle:
+        json.dump([{'socket': path} for path in sockets], handle)
+    rows = []
+    for level in levels:
+        row = {'concurrency': level, 'engine_loop_s': [], 'engine_hold_median_ms': [], 'floor_loop_s': [],
+               'floor_hold_median_ms': []}
+        for _ in range(reps):
+            wall, rss, code, output, errors, _cpu = timed_child([python, ENGINE_DIRECT, '--collections', collections, targets_file,
+                                                           '--concurrency', str(level)])
+            if code == 0:
+                data = json.loads(output)
+                row['engine_loop_s'].append(data['loop_s'])
+                row['engine_hold_median_ms'].append(hold_summary(data['holds_ms'])['median'])
+            wall, rss, code, output, errors, _cpu = timed_child([python, FLOOR, targets_file, '--concurrency', str(level)])
+            if code == 0:
+                data = json.loads(output)
+                row['floor_loop_s'].append(data['loop_s'])
+                row['floor_hold_median_ms'].append(hold_summary(data['holds_ms'])['median'])
+        for key in list(row):
+            if isinstance(row[key], list):
+                row[key] = median(row[key])
+        rows.append(row)
+    return {'vms': len(sockets), 'rows': rows}
+
+
+def run_profile(bench_python, ansible, sockets, work):
+    """Capture the AnsiballZ payload of one (a) task and profile it under py-spy (module) plus the floor."""
+    if not bench_python:
+        return None
+    directory = os.path.join(work, 'profile')
+    os.makedirs(directory, exist_ok=True)
+    targets = [{'socket': path} for path in sockets]
+    targets_file = os.path.join(directory, 'targets.json')
+    with open(targets_file, 'w') as handle:
+        json.dump(targets, handle)
+    keep = os.path.join(directory, 'remote')
+    playbook = ('---\n- hosts: bench\n  gather_facts: false\n  vars_files: [targets.json]\n  tasks:\n'
+                '    - name: capture\n      qmp.balloon.balloon_stats_info:\n        targets: "{{ bench_targets }}"\n')
+    run = ansible.run('profile-capture', playbook, '[bench]\nlocalhost ansible_connection=local\n',
+                      extra_files={'targets.json': json.dumps({'bench_targets': targets})},
+                      extra_env={'ANSIBLE_KEEP_REMOTE_FILES': '1', 'ANSIBLE_REMOTE_TMP': keep})
+    payloads = []
+    for base, _dirs, files in os.walk(keep):
+        payloads += [os.path.join(base, name) for name in files if name.startswith('AnsiballZ_')]
+    if run['rc'] != 0 or not payloads:
+        return {'error': 'could not capture the AnsiballZ payload (rc %s)' % run['rc']}
+    command = [bench_python, PROFILE, '--out', directory, '--module-python', ansible.python, '--payload', payloads[0],
+               '--floor', FLOOR, '--targets', targets_file]
+    result = run_quiet(command)
+    if result.returncode != 0:
+        return {'error': 'profile_module.py failed: %s' % result.stdout[-1000:]}
+    with open(os.path.join(directory, 'profile.json')) as handle:
+        return json.load(handle)
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+# ---------------------------------------------------------------------------------------------
+
+def fmt(value, unit='', digits=2):
+    if value is None:
+        return '-'
+    return ('%.*f' % (digits, value)) + unit
+
+
+def table(results):
+    sets = results['sets']
+    lines = []
+    header = ('set', 'VMs', '(a) task s', '(a) module s', '(c) floor s', '(a)/(c)', 'mod/(c)', '(b) s', '(b)/(a)',
+              '(d) virsh s', '(d) getAll s', '(d)/(a)', '(e) 1st s', '(e) 2nd s', 'peak MB', 'hold ms mod/floor')
+    rows = [header]
+    for result in sets:
+        med = result['median']
+        b = fmt(med['b'], digits=1) + ('*' if result['b_extrapolated'] else '')
+        d_over = '-'
+        if med.get('d_virsh_over_a') is not None:
+            d_over = '%s / %s' % (fmt(med['d_virsh_over_a'], digits=1), fmt(med['d_getall_over_a'], digits=2))
+        rows.append((result['label'], str(result['n']), fmt(med['a']), fmt(med['a_module']), fmt(med['c']), fmt(med['a_over_c'], digits=1),
+                     fmt(med['a_module_over_c'], digits=1), b, fmt(med['b_over_a'], digits=0), fmt(med.get('d_virsh')),
+                     fmt(med.get('d_getall')), d_over, fmt(med['e1']), fmt(med['e2']), fmt(med['a_rss_mb'], digits=0),
+                     '%s / %s' % (fmt(med['a_hold_median_ms'], digits=1), fmt(med['c_hold_median_ms'], digits=1))))
+    widths = [max(len(row[index]) for row in rows) for index in range(len(header))]
+    for number, row in enumerate(rows):
+        lines.append('  '.join(cell.rjust(width) for cell, width in zip(row, widths)))
+        if number == 0:
+            lines.append('  '.join('-' * width for width in widths))
+    lines.append('(a), (b), (e): task duration from the task start to its result; module s: the module process alone; '
+                 '(c), (d): whole processes. Medians of %d repeats. * = extrapolated from a sample.' % results['reps'])
+    lines.append('(d)/(a): virsh dommemstat per domain / one getAllDomainStats, each over (a). hold: median connection '
+                 'hold time per VM (connect to close) in the module / in the floor.')
+    return '\n'.join(lines)
+
+
+def phases_table(results):
+    lines = ['Where the time of one (a) task goes (medians, seconds; CPU = user+system seconds of the module / floor process):']
+    keys = ('ansible_before_module', 'interpreter_start', 'ansiballz_imports_args', 'event_loop', 'results_to_exit', 'exit_json',
+            'ansible_after_module')
+    header = ('set',) + keys + ('module CPU', 'floor CPU', 'CPU ratio')
+    rows = [header]
+    for result in results['sets']:
+        med = result['median']
+        phases = med.get('a_phases') or {}
+        rows.append((result['label'],) + tuple(fmt(phases.get(key), digits=3) for key in keys)
+                    + (fmt(med.get('a_cpu'), digits=3), fmt(med.get('c_cpu'), digits=3), fmt(med.get('a_cpu_over_c_cpu'), digits=1)))
+    widths = [max(len(row[index]) for row in rows) for index in range(len(header))]
+    for row in rows:
+        lines.append('  '.join(cell.rjust(width) for cell, width in zip(row, widths)))
+    return '\n'.join(lines)
+
+
+def fleet_table(fleet):
+    lines = ['Fleet: %d hypervisors x %d fake VMs (local connection, forks %d): %.1f s in tasks, playbook %.1f s'
+             % (fleet['hosts'], fleet['vms_per_host'], fleet['forks'], fleet['tasks_total_s'], fleet['playbook_wall'])]
+    rows = [('task', 'wall s', 'share', 'module runs', 'module s (sum)', 'module s (median)')]
+    for task in fleet['tasks']:
+        rows.append((task['name'][:70], fmt(task['duration']), fmt(100.0 * task['duration'] / fleet['tasks_total_s'], '%', 0),
+                     str(task['module_processes']), fmt(task['module_s_sum']), fmt(task['module_s_median'], digits=3)))
+    widths = [max(len(row[index]) for row in rows) for index in range(len(rows[0]))]
+    for row in rows:
+        lines.append('  '.join(cell.ljust(widths[0]) if index == 0 else cell.rjust(widths[index]) for index, cell in enumerate(row)))
+    return '\n'.join(lines)
+
+
+def sweep_table(sweep):
+    lines = ['Concurrency sweep on %d fake VMs (engine without Ansible vs floor; loop time s, median hold ms):' % sweep['vms']]
+    rows = [('concurrency', 'engine loop s', 'engine hold ms', 'floor loop s', 'floor hold ms')]
+    for row in sweep['rows']:
+        rows.append((str(row['concurrency']), fmt(row['engine_loop_s'], digits=3), fmt(row['engine_hold_median_ms'], digits=1),
+                     fmt(row['floor_loop_s'], digits=3), fmt(row['floor_hold_median_ms'], digits=1)))
+    widths = [max(len(row[index]) for row in rows) for index in range(len(rows[0]))]
+    for row in rows:
+        lines.append('  '.join(cell.rjust(width) for cell, width in zip(row, widths)))
+    return '\n'.join(lines)
+
+
+def check_targets(results):
+    """The issue's targets, each (name, holds?, measured)."""
+    by_label = {result['label']: result['median'] for result in results['sets']}
+    checks = []
+    big = by_label.get('fake-1000')
+    if big:
+        checks.append(('1000 VMs: module time <= 2x floor (c)', ratio(big['a_module'], big['c']) is not None and big['a_module'] <= 2 * big['c'],
+                       'module %s s, floor %s s, ratio %s (CPU: %s s vs %s s, ratio %s)'
+                       % (fmt(big['a_module']), fmt(big['c']), fmt(big['a_module_over_c'], digits=2), fmt(big.get('a_cpu')),
+                          fmt(big.get('c_cpu')), fmt(big.get('a_cpu_over_c_cpu'), digits=2))))
+        checks.append(('1000 VMs: whole (a) task < 3 s', big['a'] is not None and big['a'] < 3.0, '%s s' % fmt(big['a'])))
+        checks.append(('1000 VMs: peak module memory < 150 MB', big['a_rss_mb'] is not None and big['a_rss_mb'] < 150,
+                       '%s MB' % fmt(big['a_rss_mb'], digits=0)))
+    hundred = by_label.get('fake-100')
+    if hundred:
+        checks.append(('100 VMs: (b)/(a) >= 30', hundred['b_over_a'] is not None and hundred['b_over_a'] >= 30,
+                       '%s' % fmt(hundred['b_over_a'], digits=1)))
+    for label, med in by_label.items():
+        if label.startswith('qemu-'):
+            checks.append(('%s real QEMU VMs: (a) task <= 2x (c)' % label.split('-')[1], med['a_over_c'] is not None and med['a_over_c'] <= 2,
+                           '(a) %s s, (c) %s s, ratio %s (module alone: %s)' % (fmt(med['a']), fmt(med['c']), fmt(med['a_over_c'], digits=2),
+                                                                                 fmt(med['a_module_over_c'], digits=2))))
+    fakes = [(label, med) for label, med in by_label.items() if label.startswith('fake-')]
+    for label, med in fakes:
+        checks.append(('%s: median hold per VM < 10 ms (module)' % label, med['a_hold_median_ms'] is not None and med['a_hold_median_ms'] < 10,
+                       'module %s ms, floor %s ms' % (fmt(med['a_hold_median_ms'], digits=1), fmt(med['c_hold_median_ms'], digits=1))))
+    return checks
+
+
+# ---------------------------------------------------------------------------------------------
+# main
+# ---------------------------------------------------------------------------------------------
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description='qmp.balloon benchmark (see docs/performance.md)')
+    parser.add_argument('--smoke', action='store_true', help='tiny run for make test (< 60 s)')
+    parser.add_argument('--out', help='output directory (default bench/results; with --smoke build/bench-smoke)')
+    parser.add_argument('--sizes', help='fake monitor counts, comma-separated (default 10,100,1000; smoke 3)')
+    parser.add_argument('--qemu', type=int, help='real QEMU VMs (default 20; smoke 1; 0 = none)')
+    parser.add_argument('--reps', type=int, help='repeats of every point (default 5; smoke 1)')
+    parser.add_argument('--b-sample', type=int, default=10, help='(b) loop items per repeat for sets above --b-full (default 10)')
+    parser.add_argument('--skip-b', action='store_true', help='leave out (b) (for quick A/B runs of a patch)')
+    parser.add_argument('--b-full', type=int, default=100, help='largest set whose (b) loop covers every VM (default 100)')
+    parser.add_argument('--fleet', default=None, help='HOSTSxVMS for the fleet run (default 50x20; smoke 2x2; 0 = none)')
+    parser.add_argument('--forks', type=int, default=5, help='forks for the fleet run (Ansible default 5)')
+    parser.add_argument('--no-sweep', action='store_true', help='skip the concurrency sweep')
+    parser.add_argument('--no-profile', action='store_true', help='skip the py-spy profile')
+    parser.add_argument('--no-plot', action='store_true', help='skip the plot (and the bench venv)')
+    parser.add_argument('--ansible-venv', help='venv with ansible-core and qemu.qmp (default .venv/2.19, else the bench venv)')
+    parser.add_argument('--bench-venv', default=os.path.join(ROOT, '.venv', 'bench'), help='venv for matplotlib/py-spy')
+    parser.add_argument('--collection-root', default=ROOT, help='the qmp.balloon tree to measure (default: this checkout)')
+    parser.add_argument('--libvirt-uri', default='qemu:///system')
+    parser.add_argument('--keep-work', action='store_true', help='keep the temporary work directory')
+    args = parser.parse_args(argv)
+    if args.smoke:
+        defaults = dict(out=os.path.join(ROOT, 'build', 'bench-smoke'), sizes='3', qemu=1, reps=1, fleet='2x2')
+        args.no_sweep = args.no_profile = args.no_plot = True
+    else:
+        defaults = dict(out=os.path.join(BENCH, 'results'), sizes='10,100,1000', qemu=20, reps=5, fleet='50x20')
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.sizes = [int(size) for size in args.sizes.split(',') if size.strip() and int(size) > 0]
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_signal)
+    atexit.register(cleanup)
+    started = time.time()
+    # Short paths: a unix socket path must fit in 107 bytes.
+    work = tempfile.mkdtemp(prefix='qbb-', dir='/tmp')
+    if not args.keep_work:
+        _CLEANUP.insert(0, lambda: shutil.rmtree(work, ignore_errors=True))
+    notes = []
+
+    ansible_venv = args.ansible_venv or os.path.join(ROOT, '.venv', '2.19')
+    bench_python = None
+    need_bench_venv = not (args.no_plot and args.no_profile)
+    if not usable_ansible_venv(ansible_venv):
+        if args.ansible_venv:
+            log('%s has no ansible-playbook with qemu.qmp' % ansible_venv)
+            return 2
+        log('%s is missing: using the bench venv for Ansible too' % ansible_venv)
+        need_bench_venv = True
+        ansible_venv = None
+    if need_bench_venv:
+        base = base_python_of(os.path.join(ansible_venv, 'bin', 'python')) if ansible_venv else sys.executable
+        bench_python = ensure_bench_venv(args.bench_venv, base)
+        if bench_python is None:
+            notes.append('the bench venv could not be created: no plot, no profile')
+        if ansible_venv is None:
+            if bench_python is None:
+                log('no venv with ansible-core and qemu.qmp: run make venv first')
+                return 2
+            ansible_venv = args.bench_venv
+    python = os.path.join(ansible_venv, 'bin', 'python')
+
+    collections = os.path.join(work, 'collections')
+    os.makedirs(os.path.join(collections, 'ansible_collections', 'qmp'))
+    os.symlink(os.path.abspath(args.collection_root), os.path.join(collections, 'ansible_collections', 'qmp', 'balloon'))
+    ansible = AnsibleRunner(ansible_venv, collections, work)
+    results = {'started': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ'), 'smoke': args.smoke,
+               'reps': args.reps, 'machine': machine_info(python), 'collection_root': os.path.abspath(args.collection_root),
+               'commit': run_quiet(['git', '-C', os.path.abspath(args.collection_root), 'rev-parse', '--short', 'HEAD']).stdout.strip(),
+               'ansible_venv': ansible_venv, 'sets': [], 'notes': notes}
+    log('machine: %s' % json.dumps(results['machine']))
+    failures = []
+    # The concurrency sweep runs on the largest set of at most 100 fakes.
+    sweep_size = max([size for size in args.sizes if size <= 100] or [min(args.sizes or [0])])
+    try:
+        for size in args.sizes:
+            label = 'fake-%d' % size
+            log('%s: starting %d fake monitors' % (label, size))
+            fake = FakeFleetProcess(python, os.path.join(work, 'f%d' % size), size)
+            try:
+                b_sample = args.b_sample if size > args.b_full else None
+                result = bench_set(ansible, label, 'fake', fake.sockets, args.reps, b_sample, python, notes, args.skip_b)
+                if size == max(args.sizes) and not args.no_profile:
+                    log('%s: profiling the module and the floor with py-spy' % label)
+                    results['profile'] = run_profile(bench_python, ansible, fake.sockets, work)
+                if size == sweep_size and not args.no_sweep:
+                    log('%s: concurrency sweep' % label)
+                    results['sweep'] = concurrency_sweep(python, collections, fake.sockets, work, args.reps, (1, 2, 4, 8, 16, 32))
+            finally:
+                fake.stop()
+            summarise_set(result)
+            results['sets'].append(result)
+            failures += ['%s: %s' % (label, error) for error in result['errors']]
+        if args.qemu:
+            if not shutil.which('qemu-system-x86_64'):
+                notes.append('qemu-system-x86_64 is not installed: no real QEMU VMs')
+            else:
+                label = 'qemu-%d' % args.qemu
+                log('%s: starting %d QEMU VMs (-S, 64 MiB)' % (label, args.qemu))
+                vms = QemuVMs(python, os.path.join(work, 'q'), args.qemu)
+                try:
+                    result = bench_set(ansible, label, 'qemu', vms.sockets, args.reps, None, python, notes, args.skip_b)
+                finally:
+                    vms.stop()
+                log('%s: (d) libvirt' % label)
+                d, why_not = bench_libvirt(args.qemu, args.reps, work, args.libvirt_uri)
+                if d is None:
+                    notes.append('(d) libvirt skipped: %s' % why_not)
+                else:
+                    result['d'] = d
+                summarise_set(result)
+                results['sets'].append(result)
+                failures += ['%s: %s' % (label, error) for error in result['errors']]
+        if args.fleet and args.fleet != '0':
+            hosts, per_host = (int(part) for part in args.fleet.lower().split('x'))
+            results['fleet'] = bench_fleet(ansible, python, hosts, per_host, args.forks, work)
+            failures += ['fleet: %s' % error for error in results['fleet']['errors']]
+            if results['fleet']['rc'] != 0:
+                failures.append('fleet: ansible-playbook exited %d (see %s)' % (results['fleet']['rc'], results['fleet']['dir']))
+    except KeyboardInterrupt:
+        log('interrupted')
+        cleanup()
+        return 130
+    finally:
+        results['machine']['load_end'] = os.getloadavg()
+        results['duration_s'] = time.time() - started
+
+    results['targets'] = [{'target': name, 'holds': bool(holds), 'measured': measured} for name, holds, measured in check_targets(results)]
+    results['failures'] = failures
+    os.makedirs(args.out, exist_ok=True)
+    text = [table(results), '', phases_table(results)]
+    if results.get('sweep'):
+        text += ['', sweep_table(results['sweep'])]
+    if results.get('fleet'):
+        text += ['', fleet_table(results['fleet'])]
+    if results.get('profile') and not results['profile'].get('error'):
+        text += ['', results['profile'].get('text', '')]
+    text += ['', 'Targets:'] + ['  [%s] %s: %s' % ('ok' if target['holds'] else 'MISS', target['target'], target['measured'])
+                                 for target in results['targets']]
+    if notes:
+        text += ['', 'Notes:'] + ['  - ' + note for note in notes]
+    if failures:
+        text += ['', 'FAILURES:'] + ['  - ' + failure for failure in failures]
+    text += ['', 'Machine: %s, %s CPUs, %s GiB, kernel %s; Python %s, ansible-core %s, qemu.qmp %s; %s; load %s -> %s; %.0f s'
+             % (results['machine'].get('cpu'), results['machine'].get('cpus'), results['machine'].get('memory_gib'),
+                results['machine'].get('kernel'), results['machine'].get('python'), results['machine'].get('ansible_core'),
+                results['machine'].get('qemu_qmp'), results['machine'].get('qemu'),
+                ' '.join('%.1f' % value for value in results['machine']['load_start']),
+                ' '.join('%.1f' % value for value in results['machine']['load_end']), results['duration_s'])]
+    report = '\n'.join(text)
+    results['table'] = report
+    with open(os.path.join(args.out, 'results.json'), 'w') as handle:
+        json.dump(results, handle, indent=1, sort_keys=True)
+        handle.write('\n')
+    with open(os.path.join(args.out, 'table.txt'), 'w') as handle:
+        handle.write(report + '\n')
+    profile = results.get('profile') or {}
+    for key in ('module_folded', 'floor_folded'):
+        if profile.get(key) and os.path.exists(profile[key]):
+            shutil.copy(profile[key], os.path.join(args.out, 'profile-' + os.path.basename(profile[key])))
+            profile[key] = 'profile-' + os.path.basename(profile[key])
+    if not args.no_plot and bench_python:
+        plot = run_quiet([bench_python, PLOT, os.path.join(args.out, 'results.json'), os.path.join(args.out, 'bench.png')])
+        if plot.returncode != 0:
+            log('plot failed: %s' % plot.stdout[-1000:])
+    print(report)
+    print('results: %s' % os.path.join(args.out, 'results.json'))
+    return 1 if failures else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
