@@ -72,6 +72,8 @@ trap cleanup EXIT
 
 # The checks below grep ansible-playbook's output: no colour codes in it.
 export ANSIBLE_FORCE_COLOR=0 ANSIBLE_NOCOLOR=1
+# Every hypervisor but hv-down is local: pipelining saves each task its temporary files.
+export ANSIBLE_PIPELINING=1
 export ANSIBLE_CACHE_PLUGIN=jsonfile
 export ANSIBLE_CACHE_PLUGIN_CONNECTION="${work}/facts"
 common=(-i inventory.yml -e "rbs_dir=${work}" "$@")
