@@ -142,15 +142,20 @@ def balloon_report(hostvars, hosts_all, hosts_ok=None, fact_name='balloon_stats'
     hypervisors = []
     vms = []
     for host in hosts_all:
-        facts = _plain((hostvars.get(host) or {}).get(fact_name)) if host in hosts_ok else None
+        facts = _plain((hostvars.get(host) or {}).get(fact_name))
         if not facts:
+            # Ansible tells templates which hosts dropped out, not why: without the fact the host
+            # was unreachable or failed before its stats were gathered.
             hypervisors.append({'name': host, 'status': 'unreachable' if host not in hosts_ok else 'not_gathered',
                                 'vms': 0, 'failed_vms': 0, 'violations': 0, 'collected_at': None})
             continue
         host_vms = facts.get('vms') or []
         failed = sum(1 for vm in host_vms if not vm.get('reachable', True))
         violations = sum(len(vm.get('compliance', {}).get('violations', [])) for vm in host_vms)
-        status = 'no_vms' if not host_vms else ('vm_errors' if failed else 'ok')
+        if host not in hosts_ok:
+            status = 'failed'   # gathered, then failed later in the play: keep its data
+        else:
+            status = 'no_vms' if not host_vms else ('vm_errors' if failed else 'ok')
         hypervisors.append({'name': host, 'status': status, 'vms': len(host_vms), 'failed_vms': failed,
                             'violations': violations, 'collected_at': facts.get('collected_at')})
         vms.extend(host_vms)
@@ -158,6 +163,7 @@ def balloon_report(hostvars, hosts_all, hosts_ok=None, fact_name='balloon_stats'
     summary = {
         'hypervisors': len(hypervisors),
         'hypervisors_unreachable': sum(1 for h in hypervisors if h['status'] in ('unreachable', 'not_gathered')),
+        'hypervisors_failed': sum(1 for h in hypervisors if h['status'] == 'failed'),
         'vms': len(vms),
         'vms_unreachable': sum(1 for vm in vms if not vm.get('reachable', True)),
         'vms_compliant': sum(1 for vm in vms if vm.get('compliance', {}).get('compliant')),

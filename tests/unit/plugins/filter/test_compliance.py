@@ -151,3 +151,13 @@ def test_jmespath_filter(data, expression, expected):
 def test_jmespath_filter_bad_expression(expression):
     with pytest.raises(AnsibleFilterError):
         jmespath_query({}, expression)
+
+
+def test_report_keeps_the_data_of_a_host_that_failed_after_gathering():
+    records = compliance.balloon_compliance([vm('a')], rules=BUILTIN, hypervisor='hv1', expected_interval=10, min_available_percent=10)
+    report = compliance.balloon_report({'hv1': {'balloon_stats': {'vms': records}}, 'hv2': {}}, ['hv1', 'hv2'], [])
+    statuses = dict((h['name'], h['status']) for h in report['hypervisors'])
+    assert statuses == {'hv1': 'failed', 'hv2': 'unreachable'}
+    assert [v['name'] for v in report['vms']] == ['a']
+    assert report['summary']['hypervisors_failed'] == 1
+    assert report['summary']['hypervisors_unreachable'] == 1
