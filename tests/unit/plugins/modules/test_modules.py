@@ -279,11 +279,11 @@ def test_targets_give_vms_in_order(fleets, clock, module):
 @pytest.mark.parametrize('module', sorted(MODULES))
 @pytest.mark.parametrize('fail_on_error', [True, False])
 def test_fail_on_error(fleets, places, module, fail_on_error):
-    values, _ = places
+    values = places[0]
     healthy = fleets.fleet_of([static_vm('ok1'), static_vm('ok2')])
     nob = fleets.fleet_of([VMModel(name='nob', balloon='none')])
     targets = [{'socket': healthy[0].path}, {'socket': values['dead']}, {'socket': nob[0].path}, {'socket': healthy[1].path}]
-    args = {'targets': targets, 'fail_on_error': fail_on_error, 'timeout': 2}
+    args = {'targets': targets, 'fail_on_error': fail_on_error, 'timeout': 20}
     if module == 'polling':
         args['interval'] = 6
     result = run_module(MODULES[module], args)
@@ -305,7 +305,7 @@ def test_fail_on_error(fleets, places, module, fail_on_error):
 
 @pytest.mark.parametrize('fail_on_error', [True, False])
 def test_single_vm_failure(places, fail_on_error):
-    values, _ = places
+    values = places[0]
     result = run_module(balloon_stats_info, {'socket': values['dead'], 'fail_on_error': fail_on_error})
     msg = 'dead (unix:%s): nothing is listening on unix:%s' % (values['dead'], values['dead'])
     assert result['vms'][0]['msg'].startswith(msg)
@@ -347,7 +347,7 @@ def test_diff_and_check_mode(fleets, clock, check_mode, diff):
 
 
 def test_diff_leaves_out_failed_vms(fleets, places):
-    values, _ = places
+    values = places[0]
     fleet = fleets.fleet_of([static_vm('a')])
     result = run_module(balloon_stats_polling, {'targets': [{'socket': values['dead']}, {'socket': fleet[0].path}], 'interval': 3,
                                                 'fail_on_error': False}, diff=True)
