@@ -32,9 +32,9 @@ options:
     type: int
   name:
     description:
-      - Name to report for the single VM given by O(socket) or O(host).
+      - Name to report for the single VM given by O(socket) or O(host) (or O(domain)).
       - Defaults to QEMU's own name (C(-name)), else the socket file name without its extension,
-        else C(HOST:PORT).
+        else C(HOST:PORT); with O(transport=libvirt), to the domain's name.
     type: str
   qom_path:
     description:
@@ -46,8 +46,10 @@ options:
   targets:
     description:
       - Many VMs in one task, handled concurrently (see O(concurrency)).
-      - Mutually exclusive with O(socket), O(host), O(port), O(name) and O(qom_path).
+      - Mutually exclusive with O(socket), O(host), O(port), O(name) and O(qom_path), and with O(domain) and O(all_domains).
       - Results come in RV(vms) in the same order.
+      - With O(transport=qmp) each entry has O(targets[].socket) or O(targets[].host); with O(transport=libvirt),
+        O(targets[].domain).
     type: list
     elements: dict
     suboptions:
@@ -71,6 +73,10 @@ options:
       qom_path:
         description:
           - QOM path of this VM's balloon device; found automatically when omitted.
+        type: str
+      domain:
+        description:
+          - With O(transport=libvirt), the name or UUID of this libvirt domain.
         type: str
   tls_ca:
     description:
@@ -99,11 +105,15 @@ options:
       - Seconds allowed for each VM's whole exchange with QEMU (connect, greeting, every command), more than 0 and at most 3600.
       - A VM that takes longer fails with a message saying which step did not finish; others are not affected.
       - A monitor held by another client never greets; it fails after this time as C(monitor busy).
+      - With O(transport=libvirt), it bounds connecting to libvirt together with finding the domains and the
+        one batch statistics call, and then each domain's own calls. libvirt calls cannot be cancelled, so a
+        libvirtd that does not answer in time fails the task with one message.
     type: float
     default: 5
   concurrency:
     description:
-      - How many VMs are handled at the same time, each on its own short QMP connection.
+      - How many VMs are handled at the same time, each on its own short QMP connection
+        (with O(transport=libvirt), on one shared libvirt connection).
     type: int
     default: 32
   fail_on_error:
@@ -112,13 +122,46 @@ options:
       - When V(false), the task succeeds; failed VMs carry RV(vms[].failed) and RV(vms[].msg) and a warning.
     type: bool
     default: true
+  transport:
+    description:
+      - How the VMs are reached.
+      - V(qmp) talks to each QEMU's own QMP monitor (O(socket), or O(host) and O(port)).
+      - V(libvirt) asks libvirtd through libvirt's API for the VMs it manages (O(domain), O(targets[].domain)
+        or O(all_domains)), at O(libvirt_uri). libvirt holds the QMP monitor of its domains, so V(qmp)
+        cannot reach them. Needs the C(libvirt-python) library on the managed host.
+      - Options of the other transport are refused, naming the option, before any VM is touched.
+    type: str
+    choices: [qmp, libvirt]
+    default: qmp
+  libvirt_uri:
+    description:
+      - With O(transport=libvirt), the libvirt connection URI. Defaults to V(qemu:///system) (the local
+        privileged libvirtd, usually as root with C(become)); V(qemu+ssh://HOST/system) and V(qemu+tls://HOST/system) work too.
+      - When libvirtd cannot be reached, the task fails with one message, whatever O(fail_on_error) says.
+    type: str
+  domain:
+    description:
+      - With O(transport=libvirt), the name or UUID of the one libvirt domain to handle.
+      - Mutually exclusive with O(targets) and O(all_domains).
+    type: str
+  all_domains:
+    description:
+      - With O(transport=libvirt), handle every active domain (running or paused) of O(libvirt_uri), listed
+        and read in one libvirt call; results in RV(vms) sorted by domain name. Shut-off domains are not included.
+      - Mutually exclusive with O(domain), O(targets) and O(name).
+    type: bool
+    default: false
 requirements:
-  - qemu.qmp == 0.0.6 (Python library, on the managed host)
+  - qemu.qmp == 0.0.6 (Python library, on the managed host), for O(transport=qmp)
+  - libvirt-python (Python library, on the managed host, of a version the host's libvirt supports), for O(transport=libvirt)
 notes:
   - QEMU serves one QMP client per monitor socket. A second client waits silently, so while another tool
     (libvirt, a socat session, another play) holds a monitor, this module cannot use it and says C(monitor busy).
     Each VM's connection is closed as soon as its work is done.
-  - For VMs managed by libvirt, libvirt holds the monitor permanently.
+  - For VMs managed by libvirt, libvirt holds the monitor permanently; use O(transport=libvirt) for them.
+  - With O(transport=libvirt) only these libvirt calls are made - C(open)/C(openReadOnly), C(lookupByName),
+    C(lookupByUUIDString), C(getAllDomainStats), C(domainListGetStats), C(state), C(isPersistent),
+    C(XMLDesc), C(memoryStats) and C(setMemoryStatsPeriod). Never C(qemuMonitorCommand), which taints the domain.
   - The property is C(guest-stats-polling-interval); the C(stats-polling-interval) name in an example of
     QEMU's own documentation does not exist.
   - Neither the polling interval nor the stats survive live migration; set the interval again afterwards.
@@ -128,6 +171,9 @@ seealso:
   - name: QEMU virtio-balloon statistics
     description: QEMU's documentation of the guest statistics of the balloon device.
     link: https://www.qemu.org/docs/master/interop/virtio-balloon-stats.html
+  - name: libvirt memory balloon device
+    description: The C(<memballoon>) element of a libvirt domain and its C(<stats period=.../>).
+    link: https://libvirt.org/formatdomain.html#memory-balloon-device
 '''
 
     # Standard attributes of a module that can change things.

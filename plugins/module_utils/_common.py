@@ -21,7 +21,7 @@ import stat
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.qmp.balloon.plugins.module_utils import _engine
+from ansible_collections.qmp.balloon.plugins.module_utils import _engine, _libvirt
 from ansible_collections.qmp.balloon.plugins.module_utils._qmp import (
     HAS_QEMU_QMP,
     QEMU_QMP_IMPORT_ERROR,
@@ -36,7 +36,15 @@ TARGET_OPTIONS = dict(
     host=dict(type='str'),
     port=dict(type='int'),
     qom_path=dict(type='str'),
+    domain=dict(type='str'),
 )
+
+TRANSPORT_QMP = 'qmp'
+TRANSPORT_LIBVIRT = 'libvirt'
+
+#: Options that only mean something to one transport; given to the other, they are refused.
+QMP_ONLY_OPTIONS = ('socket', 'host', 'port', 'qom_path', 'tls_ca', 'tls_cert', 'tls_key', 'tls_server_name')
+QMP_ONLY_TARGET_OPTIONS = ('socket', 'host', 'port', 'qom_path')
 
 COMMON_ARGUMENT_SPEC = dict(
     name=dict(type='str'),
@@ -46,7 +54,6 @@ COMMON_ARGUMENT_SPEC = dict(
     qom_path=dict(type='str'),
     targets=dict(type='list', elements='dict', options=TARGET_OPTIONS,
                  mutually_exclusive=[('socket', 'host'), ('socket', 'port')],
-                 required_one_of=[('socket', 'host')],
                  required_together=[('host', 'port')]),
     tls_ca=dict(type='path'),
     tls_cert=dict(type='path'),
@@ -56,6 +63,12 @@ COMMON_ARGUMENT_SPEC = dict(
     timeout=dict(type='float', default=5.0),
     concurrency=dict(type='int', default=32),
     fail_on_error=dict(type='bool', default=True),
+    transport=dict(type='str', default=TRANSPORT_QMP, choices=[TRANSPORT_QMP, TRANSPORT_LIBVIRT]),
+    # No default in the spec: qemu:///system applies with transport libvirt only, and a URI given
+    # with transport qmp is refused.
+    libvirt_uri=dict(type='str'),
+    domain=dict(type='str'),
+    all_domains=dict(type='bool', default=False),
 )
 
 COMMON_MUTUALLY_EXCLUSIVE = [
@@ -67,7 +80,8 @@ COMMON_MUTUALLY_EXCLUSIVE = [
     ('targets', 'qom_path'),
     ('targets', 'name'),
 ]
-COMMON_REQUIRED_ONE_OF = [('socket', 'host', 'targets')]
+# "One of socket, host, targets" (qmp) or "domain, targets, all_domains" (libvirt) is checked in
+# _build_targets, per transport; for qmp with the message AnsibleModule's required_one_of gave.
 COMMON_REQUIRED_TOGETHER = [('host', 'port'), ('tls_cert', 'tls_key')]
 COMMON_REQUIRED_BY = {'tls_cert': 'tls_ca', 'tls_server_name': 'tls_ca'}
 
@@ -111,20 +125,29 @@ def check_tcp(host, port, option):
 class BalloonModule(object):
     """AnsibleModule plus the common options, checks and exit of qmp.balloon modules."""
 
-    def __init__(self, argument_spec, supports_check_mode=True):
+    def __init__(self, argument_spec, supports_check_mode=True, libvirt_only=()):
+        """``libvirt_only``: the module's own options that apply to transport libvirt only (refused with qmp when set)."""
         spec = dict(COMMON_ARGUMENT_SPEC)
         spec.update(argument_spec)
         self.module = AnsibleModule(
             argument_spec=spec,
             mutually_exclusive=COMMON_MUTUALLY_EXCLUSIVE,
-            required_one_of=COMMON_REQUIRED_ONE_OF,
             required_together=COMMON_REQUIRED_TOGETHER,
             required_by=COMMON_REQUIRED_BY,
             supports_check_mode=supports_check_mode,
         )
         self.params = self.module.params
         self.check_mode = self.module.check_mode
-        if not HAS_QEMU_QMP:
+        self.transport = self.params['transport']
+        self.libvirt_only = ('domain', 'all_domains', 'libvirt_uri') + tuple(libvirt_only)
+        self.libvirt_uri = self.params['libvirt_uri'] if self.params['libvirt_uri'] is not None else _libvirt.DEFAULT_URI
+        self.batch_error = None
+        self.batch_warnings = []
+        self.all_domains = False
+        if self.transport == TRANSPORT_LIBVIRT:
+            if not _libvirt.HAS_LIBVIRT:
+                self.fail(missing_required_lib(_libvirt.LIBVIRT_LIBRARY), exception=_libvirt.LIBVIRT_IMPORT_ERROR)
+        elif not HAS_QEMU_QMP:
             self.fail(missing_required_lib('qemu.qmp==%s' % QEMU_QMP_VERSION), exception=QEMU_QMP_IMPORT_ERROR)
         self.single = not self.params['targets']
         self.targets = self._build_targets()
@@ -148,18 +171,42 @@ class BalloonModule(object):
                 errors.append('%s: permission denied reading %s' % (option, path))
         return TLSSettings(params['tls_ca'], params['tls_cert'], params['tls_key'], params['tls_server_name'])
 
-    def _build_targets(self):
+    def _check_batch_options(self, errors):
         params = self.params
-        errors = []
-        tls = self._tls_settings(errors)
-        if tls and self.single and params['socket'] is not None:
-            errors.append('tls_ca, tls_cert, tls_key and tls_server_name apply to TCP monitors (host and port), not to a unix socket')
         if math.isnan(params['timeout']) or params['timeout'] <= 0:
             errors.append('timeout must be greater than 0 seconds, got %s' % params['timeout'])
         elif params['timeout'] > MAX_TIMEOUT:
             errors.append('timeout must be at most %d seconds, got %s' % (MAX_TIMEOUT, params['timeout']))
         if params['concurrency'] < 1:
             errors.append('concurrency must be at least 1, got %s' % params['concurrency'])
+
+    def _refuse_libvirt_options(self):
+        """With transport qmp: refuse the libvirt options by name, then require socket, host or targets."""
+        params = self.params
+        errors = ['%s applies to transport libvirt only: set transport: libvirt, or reach QEMU with socket or host and port'
+                  % option for option in self.libvirt_only if params[option] not in (None, False)]
+        for index, entry in enumerate(params['targets'] or []):
+            if entry.get('domain') is not None:
+                errors.append('targets[%d].domain applies to transport libvirt only: set transport: libvirt, or give '
+                              'targets[%d].socket or host and port' % (index, index))
+        if errors:
+            self.fail('Invalid input, no VM was touched: %s' % '; '.join(errors))
+        # The messages AnsibleModule's required_one_of gave before transport libvirt existed.
+        if all(params[option] is None for option in ('socket', 'host', 'targets')):
+            self.fail('one of the following is required: socket, host, targets')
+        if any(entry.get('socket') is None and entry.get('host') is None for entry in params['targets'] or []):
+            self.fail('one of the following is required: socket, host found in targets')
+
+    def _build_targets(self):
+        if self.transport == TRANSPORT_LIBVIRT:
+            return self._build_libvirt_targets()
+        self._refuse_libvirt_options()
+        params = self.params
+        errors = []
+        tls = self._tls_settings(errors)
+        if tls and self.single and params['socket'] is not None:
+            errors.append('tls_ca, tls_cert, tls_key and tls_server_name apply to TCP monitors (host and port), not to a unix socket')
+        self._check_batch_options(errors)
         if self.single:
             entries = [(None, params)]
         else:
@@ -199,7 +246,75 @@ class BalloonModule(object):
             self.fail('Invalid input, no VM was touched: %s' % '; '.join(errors))
         return targets
 
-    def run(self, work):
+    def _build_libvirt_targets(self):
+        """Targets of transport libvirt: ``domain``, ``targets[].domain`` or ``all_domains``; checked before libvirt is touched."""
+        params = self.params
+        errors = []
+        for option in QMP_ONLY_OPTIONS:
+            if params[option] is None:
+                continue
+            if option.startswith('tls_'):
+                errors.append('%s applies to QMP TCP monitors (transport qmp) only: with transport libvirt, choose TLS with '
+                              'libvirt_uri (qemu+tls://HOST/system)' % option)
+            else:
+                errors.append('%s applies to transport qmp only: with transport libvirt, name the VM with domain '
+                              '(or use all_domains)' % option)
+        self._check_batch_options(errors)
+        if not self.libvirt_uri.strip():
+            errors.append('libvirt_uri must not be empty (omit it for %s)' % _libvirt.DEFAULT_URI)
+        chosen = [option for option in ('domain', 'targets', 'all_domains') if params[option] not in (None, False)]
+        if not chosen:
+            errors.append('with transport libvirt, one of domain, targets or all_domains is required')
+        elif len(chosen) > 1:
+            errors.append('%s are mutually exclusive: give one domain, a list of targets, or all_domains: true'
+                          % ' and '.join(chosen))
+        if params['all_domains'] and params['name'] is not None:
+            errors.append('name applies to a single domain, not to all_domains (each VM is named after its domain)')
+        self.single = params['domain'] is not None and len(chosen) == 1
+        self.all_domains = bool(params['all_domains'])
+        if params['domain'] is not None:
+            entries = [(None, params)]
+        else:
+            entries = [('targets[%d]' % index, entry) for index, entry in enumerate(params['targets'] or [])]
+        targets = []
+        names = {}
+        domains = {}
+        for label, entry in entries:
+            prefix = '%s.' % label if label else ''
+            misplaced = [option for option in QMP_ONLY_TARGET_OPTIONS if label and entry.get(option) is not None]
+            for option in misplaced:
+                errors.append('%s%s applies to transport qmp only: with transport libvirt, give %sdomain'
+                              % (prefix, option, prefix))
+            domain = entry.get('domain')
+            if domain is None or not domain.strip():
+                if not misplaced:
+                    errors.append('%sdomain %s' % (prefix, 'is required with transport libvirt (a domain name or UUID)'
+                                                   if domain is None else 'must not be empty'))
+                continue
+            name = entry.get('name')
+            if name is not None and not name.strip():
+                errors.append('%sname must not be empty (omit it to use the domain\'s name)' % prefix)
+            elif name is not None and name in names:
+                errors.append('%sname: duplicate name %r (also in %s)' % (prefix, name, names[name]))
+            elif name is not None:
+                names[name] = label
+            if domain in domains:
+                errors.append('%s: domain %s is listed twice (also in %s)' % (label, domain, domains[domain]))
+            domains[domain] = label
+            targets.append(_libvirt.LibvirtTarget(domain, name=name))
+        if errors:
+            self.fail('Invalid input, no VM was touched: %s' % '; '.join(errors))
+        return targets
+
+    def run(self, work, libvirt_operation=None):
+        """Run the QMP ``work`` (or, with transport libvirt, ``libvirt_operation``) on every target."""
+        if self.transport == TRANSPORT_LIBVIRT:
+            batch = _libvirt.run_batch(self.libvirt_uri, self.targets, libvirt_operation, all_domains=self.all_domains,
+                                       concurrency=self.params['concurrency'], timeout=self.params['timeout'],
+                                       read_only=getattr(libvirt_operation, 'read_only', False))
+            self.batch_error = batch.error
+            self.batch_warnings = batch.warnings
+            return batch.results
         return _engine.run_batch(self.targets, work, concurrency=self.params['concurrency'],
                                  timeout=self.params['timeout'])
 
@@ -210,6 +325,11 @@ class BalloonModule(object):
             output.update((key, value) for key, value in results[0].items() if key not in _NOT_AT_TOP)
         if diff is not None and self.module._diff:
             output['diff'] = diff
+        for warning in self.batch_warnings:
+            self.module.warn(warning)
+        if self.batch_error:
+            # libvirt unreachable, hung or gone mid-batch: one message for the host, whatever fail_on_error says.
+            self.fail(self.batch_error, **output)
         failed = [result for result in results if result.get('failed')]
         if failed:
             if self.params['fail_on_error']:

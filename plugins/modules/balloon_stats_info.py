@@ -20,6 +20,10 @@ description:
   - Memory and swap figures are bytes; faults, C(htlb_*), C(oom_kills) and C(alloc_stalls) are counts.
   - Statistics exist only after polling was enabled (see M(qmp.balloon.balloon_stats_polling)) and the guest's
     balloon driver answered. This module never changes anything.
+  - With O(transport=libvirt), reads libvirt domains through libvirt's API (one C(virConnectGetAllDomainStats) or
+    C(virDomainListGetStats) call for many domains, on a read-only connection) and returns the same fields, in
+    bytes and QEMU's names, plus RV(vms[].actual) and RV(vms[].rss). libvirt drops the stats the guest did not set;
+    they are V(null) and in RV(vms[].unsupported) as well.
 author:
   - qmp.balloon maintainers
 extends_documentation_fragment:
@@ -55,6 +59,13 @@ EXAMPLES = r'''
   ansible.builtin.debug:
     msg: "{{ (vm1.stats.available_memory / 1048576) | round(1) }} MiB available, {{ vm1.used_percent }} % used"
 
+- name: Memory statistics of every running libvirt domain of the hypervisor, in one task
+  qmp.balloon.balloon_stats_info:
+    transport: libvirt
+    all_domains: true
+  become: true
+  register: domains
+
 - name: Same connection settings for both modules
   module_defaults:
     group/qmp.balloon.qmp:
@@ -72,15 +83,17 @@ vms:
   elements: dict
   contains:
     name:
-      description: The given name, else QEMU's C(-name), else the socket file name without extension, else C(HOST:PORT).
+      description:
+        - The given name, else QEMU's C(-name), else the socket file name without extension, else C(HOST:PORT).
+        - With O(transport=libvirt), the given name, else the domain's name.
       type: str
       sample: vm1
     endpoint:
-      description: Where the monitor was reached.
+      description: Where the monitor was reached; with O(transport=libvirt) C(libvirt:URI/DOMAIN).
       type: str
       sample: unix:/run/qemu/vm1.qmp
     qom_path:
-      description: QOM path of the balloon device used.
+      description: QOM path of the balloon device used; V(null) with O(transport=libvirt) (libvirt finds its balloon itself).
       type: str
       sample: /machine/peripheral/balloon0
     failed:
@@ -121,12 +134,17 @@ vms:
       returned: success
       sample: 4
     polling_interval:
-      description: The current C(guest-stats-polling-interval) in seconds, V(0) when polling is disabled.
+      description:
+        - The current C(guest-stats-polling-interval) in seconds, V(0) when polling is disabled.
+        - With O(transport=libvirt), the live C(<memballoon><stats period=.../>) of the domain.
       type: int
       returned: success
       sample: 10
     vm_status:
-      description: The VM's run state from C(query-status), such as V(running), V(paused), V(prelaunch).
+      description:
+        - The VM's run state from C(query-status), such as V(running), V(paused), V(prelaunch).
+        - With O(transport=libvirt), the libvirt domain state - V(running), V(blocked), V(paused), V(shutdown),
+          V(shutoff), V(crashed), V(pmsuspended) or V(nostate); V(running) and V(blocked) count as running for RV(vms[].health).
       type: str
       returned: success
       sample: running
@@ -150,6 +168,21 @@ vms:
       type: float
       returned: success
       sample: 63.4
+    actual:
+      description: The balloon's current size (the memory the guest has), in bytes, as libvirt reports it.
+      type: int
+      returned: O(transport=libvirt), success
+      sample: 134217728
+    rss:
+      description: Resident set size of the QEMU process on the host, in bytes, as libvirt reports it.
+      type: int
+      returned: O(transport=libvirt), success
+      sample: 230215680
+    uuid:
+      description: The libvirt domain's UUID (V(null) when the domain was not found).
+      type: str
+      returned: O(transport=libvirt)
+      sample: 4216a76a-24d1-42b2-a57e-f8fd0a04df7e
 stats:
   description: For a single VM (O(socket) or O(host)), the same as RV(vms[].stats); likewise every other field of RV(vms).
   returned: single VM, success
@@ -173,12 +206,12 @@ polling_interval:
 '''
 
 from ansible_collections.qmp.balloon.plugins.module_utils._common import BalloonModule
-from ansible_collections.qmp.balloon.plugins.module_utils import _engine
+from ansible_collections.qmp.balloon.plugins.module_utils import _engine, _libvirt
 
 
 def main():
     client = BalloonModule({})
-    results = client.run(_engine.gather_info)
+    results = client.run(_engine.gather_info, _libvirt.InfoOperation())
     client.exit(results, changed=False)
 
 

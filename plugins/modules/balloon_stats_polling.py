@@ -16,6 +16,9 @@ description:
   - Reads the current interval first and writes only when it differs.
   - Optionally re-arms a stalled statistics timer, which QEMU does not do when it is given the value it already has.
   - Many VMs are handled concurrently in one task with O(targets).
+  - With O(transport=libvirt), sets the stats period of libvirt domains through libvirt's API (C(virDomainSetMemoryStatsPeriod)),
+    which libvirt shows as C(<memballoon><stats period=.../>) in the domain XML; O(persistent) also writes it into the
+    domain's configuration.
 author:
   - qmp.balloon maintainers
 extends_documentation_fragment:
@@ -42,6 +45,20 @@ options:
     type: str
     choices: [never, stale, always]
     default: never
+  persistent:
+    description:
+      - With O(transport=libvirt), also write the period into the domain's configuration
+        (C(<memballoon><stats period=.../>) in C(virsh dumpxml --inactive)), so that it survives a restart
+        and a migration (libvirt applies it at every start). The task then reports a change when the live
+        or the configured value differs, and RV(vms[].config_previous_interval) and RV(vms[].config_interval).
+      - A shut-off domain gets only its configuration written (its live fields are V(null)); without
+        O(persistent), a shut-off domain fails.
+      - A transient domain has no configuration - only its live period is set, its config fields are V(null),
+        and the task warns once listing such domains.
+      - Re-arming is live only, as over QMP.
+      - Only with O(transport=libvirt).
+    type: bool
+    default: false
 '''
 
 EXAMPLES = r'''
@@ -67,6 +84,22 @@ EXAMPLES = r'''
   check_mode: true
   diff: true
 
+- name: Poll every 10 s on every running libvirt domain, and keep it across restarts and migrations
+  qmp.balloon.balloon_stats_polling:
+    transport: libvirt
+    all_domains: true
+    interval: 10
+    persistent: true
+    rearm: stale
+  become: true
+
+- name: One libvirt domain, by name or UUID, on another libvirt URI
+  qmp.balloon.balloon_stats_polling:
+    transport: libvirt
+    libvirt_uri: qemu+ssh://root@hv2.example.com/system
+    domain: db-01
+    interval: 5
+
 - name: Share connection settings between the collection's modules
   module_defaults:
     group/qmp.balloon.qmp:
@@ -90,15 +123,17 @@ vms:
   elements: dict
   contains:
     name:
-      description: The given name, else QEMU's C(-name), else the socket file name without extension, else C(HOST:PORT).
+      description:
+        - The given name, else QEMU's C(-name), else the socket file name without extension, else C(HOST:PORT).
+        - With O(transport=libvirt), the given name, else the domain's name.
       type: str
       sample: vm1
     endpoint:
-      description: Where the monitor was reached.
+      description: Where the monitor was reached; with O(transport=libvirt) C(libvirt:URI/DOMAIN).
       type: str
       sample: unix:/run/qemu/vm1.qmp
     qom_path:
-      description: QOM path of the balloon device used.
+      description: QOM path of the balloon device used; V(null) with O(transport=libvirt) (libvirt finds its balloon itself).
       type: str
       sample: /machine/peripheral/balloon0
     failed:
@@ -132,6 +167,24 @@ vms:
       description: Seconds since the guest's last update, when O(rearm=stale) had to look at it; null when it never answered.
       type: int
       returned: when O(rearm=stale) and the interval was already right
+    uuid:
+      description: The libvirt domain's UUID (V(null) when the domain was not found).
+      type: str
+      returned: O(transport=libvirt)
+      sample: 4216a76a-24d1-42b2-a57e-f8fd0a04df7e
+    config_previous_interval:
+      description:
+        - The stats period in the domain's configuration before the task (V(0) when none is set);
+          V(null) for a transient domain, which has no configuration.
+        - RV(vms[].previous_interval) and RV(vms[].interval) are the live values; V(null) for a shut-off domain.
+      type: int
+      returned: O(transport=libvirt) and O(persistent=true), success
+      sample: 0
+    config_interval:
+      description: The stats period in the domain's configuration after the task (in check mode, the one it would have).
+      type: int
+      returned: O(transport=libvirt) and O(persistent=true), success
+      sample: 10
 previous_interval:
   description: For a single VM (O(socket) or O(host)), the same as RV(vms[].previous_interval).
   returned: single VM, success
@@ -158,8 +211,8 @@ qom_path:
   type: str
 '''
 
-from ansible_collections.qmp.balloon.plugins.module_utils._common import BalloonModule
-from ansible_collections.qmp.balloon.plugins.module_utils import _engine
+from ansible_collections.qmp.balloon.plugins.module_utils._common import TRANSPORT_LIBVIRT, BalloonModule
+from ansible_collections.qmp.balloon.plugins.module_utils import _engine, _libvirt
 
 
 def check_interval(value):
@@ -175,7 +228,8 @@ def main():
     client = BalloonModule(dict(
         interval=dict(type='int', required=True),
         rearm=dict(type='str', default=_engine.REARM_NEVER, choices=list(_engine.REARM_CHOICES)),
-    ))
+        persistent=dict(type='bool', default=False),
+    ), libvirt_only=('persistent',))
     interval = client.params['interval']
     error = check_interval(interval)
     if error:
@@ -185,14 +239,18 @@ def main():
     async def work(session, qom_path):
         return await _engine.configure_polling(session, qom_path, interval, rearm, client.check_mode)
 
-    results = client.run(work)
+    persistent = client.params['persistent']
+    results = client.run(work, _libvirt.PollingOperation(interval, rearm, persistent, client.check_mode))
     changed = any(result.get('changed') for result in results)
-    diff = [
-        dict(before_header='%s interval' % result['name'], after_header='%s interval' % result['name'],
-             before='guest-stats-polling-interval: %s\n' % result['previous_interval'],
-             after='guest-stats-polling-interval: %s%s\n' % (result['interval'], ' (re-armed)' if result['rearmed'] else ''))
-        for result in results if not result.get('failed')
-    ]
+    if client.transport == TRANSPORT_LIBVIRT:
+        diff = _libvirt.polling_diff(results, persistent)
+    else:
+        diff = [
+            dict(before_header='%s interval' % result['name'], after_header='%s interval' % result['name'],
+                 before='guest-stats-polling-interval: %s\n' % result['previous_interval'],
+                 after='guest-stats-polling-interval: %s%s\n' % (result['interval'], ' (re-armed)' if result['rearmed'] else ''))
+            for result in results if not result.get('failed')
+        ]
     client.exit(results, changed=changed, diff=diff)
 
 
