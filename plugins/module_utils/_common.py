@@ -149,7 +149,8 @@ class BalloonModule(object):
                 self.fail(missing_required_lib(_libvirt.LIBVIRT_LIBRARY), exception=_libvirt.LIBVIRT_IMPORT_ERROR)
         elif not HAS_QEMU_QMP:
             self.fail(missing_required_lib('qemu.qmp==%s' % QEMU_QMP_VERSION), exception=QEMU_QMP_IMPORT_ERROR)
-        self.single = not self.params['targets']
+        # targets: [] (say, an empty inventory group) is a batch of no VMs, not a single-VM call.
+        self.single = self.params['targets'] is None
         self.targets = self._build_targets()
 
     def fail(self, msg, **kwargs):

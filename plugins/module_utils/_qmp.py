@@ -226,7 +226,12 @@ class QMPSession(object):
             sock = socket.socket(family, socket.SOCK_STREAM)
             sock.setblocking(False)
             try:
-                await asyncio.wait_for(loop.sock_connect(sock, address), self._remaining('connecting'))
+                if family == socket.AF_UNIX:
+                    # A unix connect never is "in progress": it succeeds, or fails at once, with
+                    # EAGAIN when the listen queue is full (asyncio would wait on that as if in progress).
+                    sock.connect(address)
+                else:
+                    await asyncio.wait_for(loop.sock_connect(sock, address), self._remaining('connecting'))
                 return sock
             except asyncio.TimeoutError:
                 sock.close()
@@ -252,10 +257,10 @@ class QMPSession(object):
         check_allowed(command, arguments)
         if self._client is None:
             raise EndpointError('no open QMP session to %s' % self.endpoint)
+        remaining = self._remaining(command)
         self.commands_sent += 1
         try:
-            return await asyncio.wait_for(self._client.execute(command, arguments),
-                                          self._remaining('%s' % command))
+            return await asyncio.wait_for(self._client.execute(command, arguments), remaining)
         except ExecuteError as exc:
             raise CommandFailed(command, arguments, exc.error_class, str(exc))
         except asyncio.TimeoutError:
@@ -286,6 +291,12 @@ def _describe(exc):
     return text if text else type(exc).__name__
 
 
+def _busy_queue_full(endpoint):
+    return MonitorBusy('the monitor at %s is busy: another client holds it and QEMU serves one client at a time, '
+                       'and its queue of waiting clients is full; close the other clients (libvirt, '
+                       'another Ansible run, socat) and retry' % endpoint)
+
+
 def _map_connect_error(endpoint, exc):
     """Turn a failed socket connect into one plain sentence."""
     if isinstance(exc, FileNotFoundError):
@@ -299,9 +310,7 @@ def _map_connect_error(endpoint, exc):
                                  'or this file is not a QMP socket' % endpoint)
         return EndpointError('nothing is listening on %s: QEMU is not running or has no QMP monitor on that port' % endpoint)
     if isinstance(exc, OSError) and exc.errno in _BUSY_ERRNOS:
-        return MonitorBusy('the monitor at %s is busy: another client holds it and QEMU serves one client at a time, '
-                           'and its queue of waiting clients is full; close the other clients (libvirt, '
-                           'another Ansible run, socat) and retry' % endpoint)
+        return _busy_queue_full(endpoint)
     if isinstance(exc, OSError) and exc.errno == errno.ENOTSOCK:
         return EndpointError('%s is not a socket' % endpoint)
     return EndpointError('cannot connect to %s: %s' % (endpoint, _describe(exc)))
@@ -320,7 +329,10 @@ def _map_session_error(endpoint, exc):
                              'monitor, or QEMU is shutting down' % endpoint)
     if isinstance(exc, (ConnectionResetError, BrokenPipeError)):
         return EndpointError('%s reset the connection before the QMP session started' % endpoint)
+    if isinstance(exc, OSError) and exc.errno in _BUSY_ERRNOS:
+        return _busy_queue_full(endpoint)
     if isinstance(exc, QMPError) or isinstance(exc, ValueError):
+        # qemu.qmp's text of a bad greeting runs over several lines with the raw bytes: keep the first.
         return EndpointError('%s is not a QMP server: it did not send a valid QMP greeting (%s)'
-                             % (endpoint, _describe(exc)))
+                             % (endpoint, _describe(exc).splitlines()[0].rstrip(' :')))
     return EndpointError('cannot start a QMP session with %s: %s' % (endpoint, _describe(exc)))

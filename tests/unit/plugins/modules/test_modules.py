@@ -188,8 +188,6 @@ def test_every_error_is_listed_at_once(places):
     assert touched(fakes) == []
 
 
-@pytest.mark.xfail(strict=True, reason='BUG: targets: [] (an empty inventory group) fails with "host must not be empty"; '
-                                       '_common.BalloonModule treats an empty list as a single-VM call')
 @pytest.mark.parametrize('module', sorted(MODULES))
 def test_empty_targets_list(places, module):
     values, fakes = places
