@@ -54,8 +54,6 @@ FAULTS = {
     'cyclic_links': ('cyclic_links', None, None),
 }
 FAILING = sorted(key for key, case in FAULTS.items() if case[2])
-# Faults whose message is not checked for being one sentence (none: qemu.qmp's multi-line greeting error is cut to its first line).
-NOT_ONE_SENTENCE = {}
 
 
 def test_every_fault_of_the_fake_is_covered():
@@ -135,10 +133,8 @@ class Watch(object):
         asyncio_records = [record.getMessage() for record in self.caplog.records
                            if record.name.startswith('asyncio') and record.levelno >= logging.WARNING]
         assert asyncio_records == []
-        # Unclosed sockets and transports. An unawaited coroutine when a budget runs out between two
-        # commands is a known bug, shown apart (test_budget_spent_between_commands_...).
-        left = [str(warning.message) for warning in self.warnings
-                if issubclass(warning.category, (ResourceWarning, RuntimeWarning)) and 'never awaited' not in str(warning.message)]
+        # Unclosed sockets and transports, coroutines never awaited.
+        left = [str(warning.message) for warning in self.warnings if issubclass(warning.category, (ResourceWarning, RuntimeWarning))]
         assert left == []
 
 
@@ -174,8 +170,8 @@ def test_fault_in_a_batch_with_healthy_vms(fleets, clock, monkeypatch, caplog, f
     else:
         assert results[1]['name'] == fault_id  # QEMU's -name, or the socket's: the same here
         check_failed(results[1], targets[1].endpoint, pattern)
-        if fault_id not in NOT_ONE_SENTENCE:
-            assert qmp_fakes.sentence_problems(results[1]['msg'], fault_id, targets[1].endpoint) == [], results[1]['msg']
+        # qemu.qmp's text of a bad greeting (banner, garbage) runs over several lines: the engine keeps one.
+        assert qmp_fakes.sentence_problems(results[1]['msg'], fault_id, targets[1].endpoint) == [], results[1]['msg']
 
 
 
@@ -270,12 +266,14 @@ def test_full_listen_queue_is_reported_busy(fleets):
                 break
         started = time.monotonic()
         [result] = qmp_fakes.info([_engine.Target(_qmp.Endpoint(path=server.path))], timeout=TIMEOUT)
-        assert time.monotonic() - started <= TIMEOUT + SLACK
+        elapsed = time.monotonic() - started
     finally:
         for sock in queued + [holder]:
             sock.close()
-    assert result['failed'] is True
-    assert 'busy' in result['msg'] and 'Errno' not in result['msg'], result['msg']
+    assert elapsed < TIMEOUT, 'a full queue refuses at once: no need to wait for the timeout'
+    endpoint = _qmp.Endpoint(path=server.path)
+    check_failed(result, endpoint, r'^the monitor at unix:.* is busy: .*its queue of waiting clients is full; close the other clients')
+    assert qmp_fakes.sentence_problems(result['msg'], 'qmp', endpoint) == []
 
 
 def test_dead_and_missing_sockets(fleets, short_dir, monkeypatch, caplog):
@@ -342,4 +340,38 @@ def test_budget_spent_between_commands_fails_the_vm(fleets):
 
 def test_budget_spent_between_commands_leaves_no_unawaited_coroutine(fleets):
     caught = _spend_the_budget(fleets)[2]
+    assert [text for text in caught if 'never awaited' in text] == []
+
+
+async def _connect_then_stall(original, session):
+    """The socket connects, then the rest of the budget goes by before the greeting (a TCP connect that is slow to complete)."""
+    sock = await original(session)
+    await asyncio.sleep(session._deadline - asyncio.get_running_loop().time() + 0.05)  # pylint: disable=protected-access
+    return sock
+
+
+def _spend_the_budget_connecting(fleets, monkeypatch):
+    original = _qmp.QMPSession._connect_socket  # pylint: disable=protected-access
+    monkeypatch.setattr(_qmp.QMPSession, '_connect_socket', lambda session: _connect_then_stall(original, session))
+    fleet = fleets.fleet_of([healthy_vm('vm')], transport='tcp')
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        [result] = _engine.run_batch(qmp_fakes.targets_for(fleet), _engine.gather_info, timeout=TIMEOUT)
+        gc.collect()
+    return fleet, result, [str(warning.message) for warning in caught]
+
+
+def test_budget_spent_before_the_greeting_fails_the_vm(fleets, monkeypatch):
+    fleet, result = _spend_the_budget_connecting(fleets, monkeypatch)[:2]
+    assert result['failed'] is True
+    assert result['msg'] == '127.0.0.1:%d (tcp:127.0.0.1:%d): QEMU did not finish the QMP greeting within the 1 s timeout' % (fleet[0].port,
+                                                                                                                          fleet[0].port)
+    assert qmp_fakes.commands(fleet.record) == []
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: _qmp.QMPSession.open builds self._client.connect(...) before self._remaining('the QMP "
+                                       "greeting') raises QMPTimeout (same in _connect_socket for getaddrinfo and sock_connect): "
+                                       "'coroutine ... was never awaited'")
+def test_budget_spent_before_the_greeting_leaves_no_unawaited_coroutine(fleets, monkeypatch):
+    caught = _spend_the_budget_connecting(fleets, monkeypatch)[2]
     assert [text for text in caught if 'never awaited' in text] == []
