@@ -174,7 +174,6 @@ def test_fault_in_a_batch_with_healthy_vms(fleets, clock, monkeypatch, caplog, f
         assert qmp_fakes.sentence_problems(results[1]['msg'], fault_id, targets[1].endpoint) == [], results[1]['msg']
 
 
-
 @pytest.mark.parametrize('transport, work', [('unix', 'info'), ('tcp', 'polling')])
 def test_all_faults_at_once(fleets, clock, monkeypatch, caplog, transport, work):
     keys = sorted(FAULTS)
@@ -364,8 +363,8 @@ def _spend_the_budget_connecting(fleets, monkeypatch):
 def test_budget_spent_before_the_greeting_fails_the_vm(fleets, monkeypatch):
     fleet, result = _spend_the_budget_connecting(fleets, monkeypatch)[:2]
     assert result['failed'] is True
-    assert result['msg'] == '127.0.0.1:%d (tcp:127.0.0.1:%d): QEMU did not finish the QMP greeting within the 1 s timeout' % (fleet[0].port,
-                                                                                                                          fleet[0].port)
+    name = '127.0.0.1:%d' % fleet[0].port
+    assert result['msg'] == '%s (tcp:%s): QEMU did not finish the QMP greeting within the 1 s timeout' % (name, name)
     assert qmp_fakes.commands(fleet.record) == []
 
 
