@@ -61,11 +61,13 @@ def main(argv=None):
         async def work(session, path):
             return await _engine.configure_polling(session, path, args.interval, _engine.REARM_NEVER, False)
     loop_start = time.time()
+    cpu_start = time.process_time()
     results = _engine.run_batch(targets, work, concurrency=args.concurrency, timeout=args.timeout)
+    loop_cpu = time.process_time() - cpu_start
     loop_end = time.time()
     failed = [result['msg'] for result in results if result.get('failed')]
     print(json.dumps({'vms': len(results), 'failed': len(failed), 'first_failure': failed[0] if failed else None,
-                      'import_s': imported - started, 'loop_s': loop_end - loop_start, 'holds_ms': holds,
+                      'import_s': imported - started, 'loop_s': loop_end - loop_start, 'loop_cpu_s': loop_cpu, 'holds_ms': holds,
                       'commands_per_vm': (commands[0] / float(len(holds))) if holds else None}))
     return 1 if failed else 0
 

@@ -5,14 +5,15 @@
 """Benchmark floor (c): the least a script needs to read the same VMs with qemu.qmp, no Ansible.
 
     python floor.py TARGETS.json [--concurrency 32] [--timeout 5] [--path /machine/peripheral/balloon0]
-                    [--commands full|stats] [--report FILE]
+                    [--commands full|stats] [--client qemu.qmp|raw]
 
 TARGETS.json is a list of {"socket": PATH}. For every VM, concurrently (at most --concurrency at
 once, like the modules' default of 32): connect, negotiate, then with --commands full (default)
 the three reads balloon_stats_info needs for its answer -- qom-get guest-stats, qom-get
 guest-stats-polling-interval, query-status -- on a known balloon path (no discovery, no
 query-name, no input validation, no result shaping); with --commands stats only qom-get
-guest-stats. Then disconnect. Prints one JSON line: VMs read, failures, per-VM connection hold
+guest-stats. Then disconnect. --client raw does the same with plain asyncio streams and json
+(greeting, qmp_capabilities, the reads pipelined): what the library itself costs. Prints one JSON line: VMs read, failures, per-VM connection hold
 times (connect start to disconnect end, ms) and the time inside the event loop. bench/run.py
 times the whole process (interpreter start-up and the qemu.qmp import included) from outside.
 """
@@ -52,12 +53,49 @@ async def read_one(path, balloon, commands, timeout):
     return ok, (time.perf_counter() - start) * 1000.0
 
 
-async def read_all(paths, balloon, commands, concurrency, timeout):
+async def read_one_raw(path, balloon, commands, timeout):
+    """The same reads without qemu.qmp: QMP is one JSON object a line from QEMU."""
+    start = time.perf_counter()
+    writer = None
+    try:
+        async def session():
+            nonlocal writer
+            reader, writer = await asyncio.open_unix_connection(path)
+            await reader.readline()
+            writer.write(b'{"execute": "qmp_capabilities"}')
+            answer = json.loads(await reader.readline())
+            if 'return' not in answer:
+                return False
+            wanted = [{'execute': 'qom-get', 'arguments': {'path': balloon, 'property': 'guest-stats'}, 'id': 1}]
+            if commands != 'stats':
+                wanted += [{'execute': 'qom-get', 'arguments': {'path': balloon, 'property': INTERVAL}, 'id': 2},
+                           {'execute': 'query-status', 'id': 3}]
+            writer.write(''.join(json.dumps(command) for command in wanted).encode())
+            replies = 0
+            while replies < len(wanted):
+                message = json.loads(await reader.readline())
+                if 'event' in message:
+                    continue
+                if 'return' not in message:
+                    return False
+                replies += 1
+            return True
+        ok = await asyncio.wait_for(session(), timeout)
+    except Exception:  # pylint: disable=broad-except
+        ok = False
+    finally:
+        if writer is not None:
+            writer.close()
+    return ok, (time.perf_counter() - start) * 1000.0
+
+
+async def read_all(paths, balloon, commands, concurrency, timeout, client='qemu.qmp'):
     gate = asyncio.Semaphore(concurrency)
+    reader = read_one_raw if client == 'raw' else read_one
 
     async def one(path):
         async with gate:
-            return await read_one(path, balloon, commands, timeout)
+            return await reader(path, balloon, commands, timeout)
     return await asyncio.gather(*(one(path) for path in paths))
 
 
@@ -68,14 +106,17 @@ def main(argv=None):
     parser.add_argument('--timeout', type=float, default=5.0)
     parser.add_argument('--path', default='/machine/peripheral/balloon0')
     parser.add_argument('--commands', choices=('full', 'stats'), default='full')
+    parser.add_argument('--client', choices=('qemu.qmp', 'raw'), default='qemu.qmp')
     args = parser.parse_args(argv)
     with open(args.targets, encoding='utf-8') as handle:
         paths = [entry['socket'] for entry in json.load(handle)]
     started = time.time()
-    results = asyncio.run(read_all(paths, args.path, args.commands, args.concurrency, args.timeout))
+    cpu = time.process_time()
+    results = asyncio.run(read_all(paths, args.path, args.commands, args.concurrency, args.timeout, args.client))
+    cpu = time.process_time() - cpu
     ended = time.time()
     holds = [round(hold, 3) for ok, hold in results]
-    print(json.dumps({'vms': len(results), 'failed': sum(1 for ok, hold in results if not ok), 'loop_s': ended - started,
+    print(json.dumps({'vms': len(results), 'failed': sum(1 for ok, hold in results if not ok), 'loop_s': ended - started, 'loop_cpu_s': cpu,
                       'holds_ms': holds, 'commands_per_vm': 1 if args.commands == 'stats' else 3}))
     return 0 if all(ok for ok, hold in results) else 1
 

@@ -425,7 +425,7 @@ def bench_set(runner, label, kind, sockets, reps, b_sample, floor_python, notes,
     result = {'label': label, 'kind': kind, 'n': n, 'reps': reps, 'b_items': b_count, 'b_extrapolated': b_count < n,
               'a': [], 'a_module': [], 'a_rss_mb': [], 'a_phases': [], 'a_hold': [], 'b': [], 'b_items_s': [],
               'b_rss_mb': [], 'b_module_s': [], 'e1': [], 'e2': [], 'e1_module': [], 'e2_module': [], 'e_rss_mb': [],
-              'c': [], 'c_cpu': [], 'a_cpu': [], 'c_rss_mb': [], 'c_hold': [], 'c_commands_per_vm': None, 'a_commands_per_vm': None, 'errors': []}
+              'c': [], 'c_cpu': [], 'a_cpu': [], 'c_raw': [], 'c_raw_cpu': [], 'c_rss_mb': [], 'c_hold': [], 'c_commands_per_vm': None, 'a_commands_per_vm': None, 'errors': []}
     if b_count < n:
         notes.append('%s: (b) is measured on a loop over %d of the %d VMs (a different slice each repeat) and '
                       'extrapolated linearly (x%g)' % (label, b_count, n, n / float(b_count)))
@@ -441,6 +441,11 @@ def bench_set(runner, label, kind, sockets, reps, b_sample, floor_python, notes,
         result['c_rss_mb'].append(rss_kb / 1024.0)
         result['c_hold'].append(hold_summary(data['holds_ms']))
         result['c_commands_per_vm'] = data['commands_per_vm']
+        # The same floor without qemu.qmp (plain asyncio streams): what the library costs.
+        wall, rss_kb, code, output, errors, cpu = timed_child([floor_python, FLOOR, targets_file, '--client', 'raw'])
+        if code == 0:
+            result['c_raw'].append(wall)
+            result['c_raw_cpu'].append(cpu)
 
     # Floors bracket the playbook: half before, half after (the machine is shared and noisy).
     for _ in range((reps + 1) // 2):
@@ -495,7 +500,7 @@ def bench_set(runner, label, kind, sockets, reps, b_sample, floor_python, notes,
 
 
 def summarise_set(result):
-    med = {key: median(result.get(key, [])) for key in ('a', 'a_module', 'a_cpu', 'c_cpu', 'b', 'c', 'e1', 'e2', 'e1_module', 'e2_module', 'b_items_s',
+    med = {key: median(result.get(key, [])) for key in ('a', 'a_module', 'a_cpu', 'c_cpu', 'c_raw', 'c_raw_cpu', 'b', 'c', 'e1', 'e2', 'e1_module', 'e2_module', 'b_items_s',
                                                 'b_module_s')}
     med['a_rss_mb'] = max([value for value in result['a_rss_mb'] if value is not None] or [None]) if any(result['a_rss_mb']) else None
     med['b_rss_mb'] = max([value for value in result['b_rss_mb'] if value is not None] or [0]) or None
@@ -767,16 +772,18 @@ def table(results):
 
 
 def phases_table(results):
-    lines = ['Where the time of one (a) task goes (medians, seconds; CPU = user+system seconds of the module / floor process):']
+    lines = ['Where the time of one (a) task goes (medians, seconds; CPU = user+system seconds of the module / floor process;',
+             'raw floor = bench/floor.py --client raw, the same reads with plain asyncio streams instead of qemu.qmp):']
     keys = ('ansible_before_module', 'interpreter_start', 'ansiballz_imports_args', 'event_loop', 'results_to_exit', 'exit_json',
             'ansible_after_module')
-    header = ('set',) + keys + ('module CPU', 'floor CPU', 'CPU ratio')
+    header = ('set',) + keys + ('module CPU', 'floor CPU', 'CPU ratio', 'raw floor s', 'raw floor CPU')
     rows = [header]
     for result in results['sets']:
         med = result['median']
         phases = med.get('a_phases') or {}
         rows.append((result['label'],) + tuple(fmt(phases.get(key), digits=3) for key in keys)
-                    + (fmt(med.get('a_cpu'), digits=3), fmt(med.get('c_cpu'), digits=3), fmt(med.get('a_cpu_over_c_cpu'), digits=1)))
+                    + (fmt(med.get('a_cpu'), digits=3), fmt(med.get('c_cpu'), digits=3), fmt(med.get('a_cpu_over_c_cpu'), digits=1),
+                       fmt(med.get('c_raw'), digits=3), fmt(med.get('c_raw_cpu'), digits=3)))
     widths = [max(len(row[index]) for row in rows) for index in range(len(header))]
     for row in rows:
         lines.append('  '.join(cell.rjust(width) for cell, width in zip(row, widths)))
