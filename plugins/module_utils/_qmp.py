@@ -198,8 +198,9 @@ class QMPSession(object):
             self._client.server_hostname = self.endpoint.tls.server_name or self.endpoint.host
         else:
             self._client = QMPClient(self.endpoint.default_name())
+        remaining = self._remaining('the QMP greeting')
         try:
-            await asyncio.wait_for(self._client.connect(self._sock, ssl=tls_context), self._remaining('the QMP greeting'))
+            await asyncio.wait_for(self._client.connect(self._sock, ssl=tls_context), remaining)
         except asyncio.TimeoutError:
             raise MonitorBusy(
                 'connected to %s but QEMU sent no QMP greeting within %s s: the monitor is busy '
@@ -214,10 +215,10 @@ class QMPSession(object):
         if self.endpoint.is_unix:
             addresses = [(socket.AF_UNIX, self.endpoint.path)]
         else:
+            remaining = self._remaining('resolving the host name')
             try:
                 infos = await asyncio.wait_for(
-                    loop.getaddrinfo(self.endpoint.host, self.endpoint.port, type=socket.SOCK_STREAM),
-                    self._remaining('resolving the host name'))
+                    loop.getaddrinfo(self.endpoint.host, self.endpoint.port, type=socket.SOCK_STREAM), remaining)
             except socket.gaierror as exc:
                 raise EndpointError('cannot resolve host %r: %s' % (self.endpoint.host, exc.strerror))
             addresses = [(info[0], info[4]) for info in infos]
@@ -231,7 +232,8 @@ class QMPSession(object):
                     # EAGAIN when the listen queue is full (asyncio would wait on that as if in progress).
                     sock.connect(address)
                 else:
-                    await asyncio.wait_for(loop.sock_connect(sock, address), self._remaining('connecting'))
+                    remaining = self._remaining('connecting')
+                    await asyncio.wait_for(loop.sock_connect(sock, address), remaining)
                 return sock
             except asyncio.TimeoutError:
                 sock.close()
