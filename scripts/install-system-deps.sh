@@ -4,6 +4,10 @@
 #   qemu-system-x86, qemu-utils   the VMs that integration tests start (TCG)
 #   linux-image-cloud-amd64       guest kernel with virtio-balloon as a module
 #   busybox-static, kmod, cpio    the guest's initramfs (tests/guest)
+#   libvirt-daemon-system         libvirtd, virtlogd and the libvirt-qemu user, for the
+#                                 libvirt transport's integration target (it starts a
+#                                 private libvirtd itself: no service is enabled here)
+#   libvirt-dev, pkg-config       to build libvirt-python (tests/requirements-dev.txt)
 #   openssl                       TLS material for tests
 #   chromium                      rendering checks of generated reports
 #   rsync                         copy of the collection for ansible-test
@@ -22,6 +26,9 @@ PACKAGES=(
     busybox-static
     kmod
     cpio
+    libvirt-daemon-system
+    libvirt-dev
+    pkg-config
     openssl
     chromium
     rsync
