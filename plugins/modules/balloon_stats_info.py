@@ -25,7 +25,7 @@ description:
     bytes and QEMU's names, plus RV(vms[].actual) and RV(vms[].rss). libvirt drops the stats the guest did not set;
     they are V(null) and in RV(vms[].unsupported) as well.
 author:
-  - qmp.balloon maintainers
+  - qmp.balloon maintainers (@qmp-balloon)
 extends_documentation_fragment:
   - qmp.balloon._common
   - qmp.balloon._common.info_module
@@ -160,7 +160,7 @@ vms:
       returned: success
       sample: ok
     used_memory:
-      description: RV(vms[].stats.total_memory) minus RV(vms[].stats.free_memory), in bytes; V(null) unless both are known.
+      description: C(total_memory) minus C(free_memory) of RV(vms[].stats), in bytes; V(null) unless both are known.
       type: int
       returned: success
     used_percent:

@@ -20,7 +20,7 @@ description:
     which libvirt shows as C(<memballoon><stats period=.../>) in the domain XML; O(persistent) also writes it into the
     domain's configuration.
 author:
-  - qmp.balloon maintainers
+  - qmp.balloon maintainers (@qmp-balloon)
 extends_documentation_fragment:
   - qmp.balloon._common
   - qmp.balloon._common.actions

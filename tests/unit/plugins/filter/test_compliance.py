@@ -85,8 +85,8 @@ def test_user_rule_flags_exactly_the_matching_vms():
     rule = {'name': 'big_enough', 'query': 'stats.total_memory >= `2147483648`', 'severity': 'critical'}
     records = compliance.balloon_compliance(vms, rules=[rule])
     assert [r['name'] for r in records if not r['compliance']['compliant']] == ['c']
-    assert records[2]['compliance']['violations'][0] == {'rule': 'big_enough', 'severity': 'critical',
-                                                        'description': 'big_enough', 'hypervisor': None, 'vm': 'c'}
+    expected = {'rule': 'big_enough', 'severity': 'critical', 'description': 'big_enough', 'hypervisor': None, 'vm': 'c'}
+    assert records[2]['compliance']['violations'][0] == expected
 
 
 @pytest.mark.parametrize('rules, message', [
