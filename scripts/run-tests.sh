@@ -185,7 +185,8 @@ kill_leftover_vms() {
     local scratch="$1" pid_dir pid cmdline
     for pid_dir in /proc/[0-9]*; do
         pid="${pid_dir#/proc/}"
-        cmdline="$(tr '\0' ' ' < "${pid_dir}/cmdline" 2>/dev/null)" || continue
+        # A process may end between the glob and the read: ignore it quietly.
+        cmdline="$({ tr '\0' ' ' < "${pid_dir}/cmdline"; } 2>/dev/null)" || continue
         case "${cmdline}" in
             *qemu-system*"${scratch}"*)
                 echo "run-tests: ending leftover VM ${pid}: ${cmdline:0:120}"
