@@ -44,7 +44,7 @@ def measure_boot(directory, repeat):
     results = []
     for mem in (128, 256):
         for count in (1, 3):
-            for _ in range(repeat):
+            for _attempt in range(repeat):
                 load = os.getloadavg()[0]
                 names = ['boot%d' % index for index in range(count)]
                 try:
@@ -61,7 +61,7 @@ def measure_boot(directory, repeat):
 
 def sample(directory, name, count, pause):
     samples = []
-    for _ in range(count):
+    for _sample_index in range(count):
         reading = stats(directory, name)
         samples.append({'at': round(time.time(), 1), 'status': status(directory, name), 'last_update': reading['last-update'],
                         'free_mib': round(reading['stats']['stat-free-memory'] / MIB, 1),

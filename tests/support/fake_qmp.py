@@ -404,7 +404,7 @@ _PC_RAM_SPEC = (
 # Properties of virtio-balloon-device that the PCI proxy shows as aliases (qdev_alias_all_properties):
 # writing one through the proxy reports the backend, an anonymous device, as QEMU does.
 _ALIASED_BACKEND_PROPS = frozenset(
-    name for name, _ in (item.split(":", 1) for item in _BALLOON_DEVICE_SPEC.split("|"))
+    name for name, _type in (item.split(":", 1) for item in _BALLOON_DEVICE_SPEC.split("|"))
     if name not in ("parent_bus", "realized", "hotplugged", "hotpluggable", "legacy-iothread")
 )
 _DEFAULT_VALUES = {"realized": True, "hotpluggable": True, "hotplugged": False}
@@ -892,7 +892,7 @@ def _check_arguments(command: str, arguments: Optional[Dict[str, Any]]) -> Dict[
             continue
         if not _check_type(arguments[name], kind):
             raise _generic("Invalid parameter type for '%s', expected: %s" % (name, _ARG_TYPE_NAMES[kind]))
-    known = {name for name, _, _ in schema}
+    known = {entry[0] for entry in schema}
     for name in arguments:
         if name not in known:
             raise _generic("Parameter '%s' is unexpected" % name)
@@ -1230,7 +1230,7 @@ class Endpoint:
         loop = asyncio.get_running_loop()
         assert self._listener is not None
         while True:
-            conn, _ = await loop.sock_accept(self._listener)
+            conn, _address = await loop.sock_accept(self._listener)
             conn.setblocking(False)
             self._client = conn
             self.busy = True
@@ -1350,7 +1350,7 @@ class Endpoint:
             response = dict(wrong, **response) if "error" in response else dict(response, **wrong)
         out = b""
         if "events" in faults and was_negotiated:
-            for _ in range(self.options.events_per_reply):
+            for _event_index in range(self.options.events_per_reply):
                 out += _encode(_event("BALLOON_CHANGE", {"actual": self.vm.balloon_actual}))
         out += b"".join(_encode(event) for event in reply.before)
         if "huge_reply" in faults:
@@ -1815,7 +1815,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         default_fault = parse_faults(",".join(args.fault))
         per_endpoint: Dict[str, frozenset] = {}
         for item in args.fault_at:
-            name, _, spec = item.partition("=")
+            name, _sep, spec = item.partition("=")
             per_endpoint[name] = parse_faults(spec) | default_fault
         if not args.tcp and args.host != "127.0.0.1":
             raise ValueError("--host only applies with --tcp")

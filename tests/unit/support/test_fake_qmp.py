@@ -61,7 +61,7 @@ class Client:
                 rest, self.buffer = self.buffer, b""
                 return rest
             self.buffer += data
-        line, _, self.buffer = self.buffer.partition(b"\n")
+        line, _sep, self.buffer = self.buffer.partition(b"\n")
         return line + b"\n"
 
     def read(self) -> Dict[str, Any]:
@@ -234,7 +234,7 @@ def test_quit_closes_and_removes_the_socket(server):
         assert conn.read()["event"] == "SHUTDOWN"
         assert conn.read() == {"return": {}}
         assert conn.read_line() == b""
-    for _ in range(50):
+    for _attempt in range(50):
         if not os.path.exists(server.path):
             break
         time.sleep(0.02)
@@ -489,7 +489,7 @@ def test_second_client_waits_silently_until_the_first_leaves(server):
 def test_full_listen_queue_refuses_at_once(server):
     first = Client(server.path)
     first.read_line()
-    queued = [Client(server.path) for _ in range(2)]  # backlog 1: the kernel queues two
+    queued = [Client(server.path) for _index in range(2)]  # backlog 1: the kernel queues two
     extra = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     extra.setblocking(False)
     assert extra.connect_ex(server.path) == errno.EAGAIN
@@ -762,7 +762,7 @@ def _start_cli(*args: str) -> Tuple[subprocess.Popen, Dict[str, Any]]:
 def _stop_cli(process: subprocess.Popen, signum: int = signal.SIGTERM) -> None:
     process.send_signal(signum)
     try:
-        _, stderr = process.communicate(timeout=30)
+        _stdout, stderr = process.communicate(timeout=30)
     finally:
         if process.poll() is None:
             process.kill()
@@ -981,7 +981,7 @@ def test_replies_are_byte_identical_to_real_qemu():
                "-device", "virtio-balloon-pci,id=balloon0", "-qmp", "unix:%s,server=on,wait=off" % path]
     qemu = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # pylint: disable=consider-using-with
     try:
-        for _ in range(200):
+        for _attempt in range(200):
             if os.path.exists(path):
                 break
             time.sleep(0.05)

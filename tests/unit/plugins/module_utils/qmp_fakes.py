@@ -33,7 +33,7 @@ SUPPORT_DIR = Path(__file__).resolve().parents[3] / 'support'
 if str(SUPPORT_DIR) not in sys.path:
     sys.path.insert(0, str(SUPPORT_DIR))
 
-import fake_qmp  # noqa: E402,F401  pylint: disable=wrong-import-position,import-error,unused-import
+import fake_qmp  # noqa: E402  pylint: disable=wrong-import-position,import-error
 from fake_qmp import (  # noqa: E402,F401  pylint: disable=wrong-import-position,import-error,unused-import
     CLASSIC_STAT_NAMES, EXTRA_STAT_NAMES, U64_UNSET, FakeFleet, FakeQMPServer, FaultOptions, Recorder, VMModel, default_stats, read_record,
 )
@@ -113,7 +113,7 @@ class Fleets(object):
     """
 
     def __init__(self):
-        self.recorder = Recorder()
+        self.recorder = fake_qmp.Recorder()
         self._stack = contextlib.ExitStack()
 
     def fleet(self, count=1, transport='unix', **kwargs):
