@@ -202,11 +202,12 @@ class QMPSession(object):
         try:
             await asyncio.wait_for(self._client.connect(self._sock, ssl=tls_context), remaining)
         except asyncio.TimeoutError:
+            tls_hint = '' if self.endpoint.is_unix or self.endpoint.tls else ', or the monitor expects TLS (set tls_ca)'
             raise MonitorBusy(
                 'connected to %s but QEMU sent no QMP greeting within %s s: the monitor is busy '
                 '(QEMU serves one client at a time and another client, such as libvirt, a second '
-                'Ansible run or an open socat, holds it) or QEMU is hung; close the other client and retry'
-                % (self.endpoint, _fmt(self.timeout)))
+                'Ansible run or an open socat, holds it) or QEMU is hung%s; close the other client and retry'
+                % (self.endpoint, _fmt(self.timeout), tls_hint))
         except ConnectError as exc:
             raise _map_session_error(self.endpoint, exc.exc)
 
@@ -326,6 +327,9 @@ def _map_session_error(endpoint, exc):
     if isinstance(exc, ssl.SSLError):
         return EndpointError('TLS handshake with %s failed (%s): check that the monitor uses TLS and that '
                              'tls_cert/tls_key are accepted by it' % (endpoint, exc.reason or _describe(exc)))
+    if isinstance(exc, EOFError) and endpoint.tls:
+        return EndpointError('%s closed the TLS connection before the QMP session started: the monitor probably '
+                             'requires a client certificate it accepts (tls_cert and tls_key)' % endpoint)
     if isinstance(exc, EOFError):
         return EndpointError('%s closed the connection before the QMP session started: it is not a QMP '
                              'monitor, or QEMU is shutting down' % endpoint)
