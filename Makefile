@@ -8,13 +8,14 @@ RUN := scripts/run-tests.sh
 SUITES := sanity-2.19 sanity-2.21 units-2.19 units-2.21 units-py3.9 \
           integration-2.19 integration-2.21
 
-.PHONY: help venv deps sanity units integration lint build-check changelog-lint test clean $(SUITES)
+.PHONY: help venv deps sanity units integration lint build-check changelog-lint test clean demo $(SUITES)
 
 help:
 	@echo "make deps            install missing Debian packages (root)"
 	@echo "make venv            create .venv/2.19, .venv/2.21 and .venv/lint"
 	@echo "make sanity|units|integration|lint|build-check|changelog-lint"
 	@echo "make test            all of the above; summary and 'N passed, M failed'"
+	@echo "make demo            boot three throwaway guests, run the role, print the stats and the report path"
 	@echo "make clean           remove build/ and tests/output/"
 	@echo "single suites:       $(SUITES)"
 
@@ -29,6 +30,9 @@ sanity units integration lint build-check changelog-lint $(SUITES):
 
 test:
 	$(RUN) all
+
+demo:
+	scripts/demo.sh
 
 clean:
 	rm -rf build tests/output
