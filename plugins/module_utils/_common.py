@@ -233,7 +233,8 @@ class BalloonModule(object):
                 errors.append('%sname: duplicate name %r (also in %s)' % (prefix, name, names[name]))
             elif name is not None:
                 names[name] = label
-            key = str(endpoint)
+            # /d/./vm.qmp, /d//vm.qmp and a symlink are the same monitor.
+            key = 'unix:%s' % os.path.realpath(endpoint.path) if endpoint.is_unix else str(endpoint)
             if key in endpoints:
                 errors.append('%s: %s is listed twice (also in %s): QEMU serves one client per monitor'
                               % (label, key, endpoints[key]))
