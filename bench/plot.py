@@ -24,6 +24,7 @@ SERIES = (
     ('e2', '(e) balloon_stats_polling, second run', 'tab:pink', '^'),
     ('a_module', '(a) its module process alone', 'tab:cyan', 's'),
     ('c', '(c) floor: qemu.qmp script, no Ansible', 'tab:green', 'D'),
+    ('c_raw', '(c) raw: same reads, plain asyncio, no qemu.qmp', 'tab:olive', 'P'),
 )
 
 
@@ -40,7 +41,7 @@ def main(argv=None):
             left.plot([n for n, _ in points], [value for _, value in points], marker=marker, color=colour, label=label + ' (fake)')
             extrapolated = [result for result in fakes if key == 'b' and result['b_extrapolated'] and result['median'].get('b')]
             for result in extrapolated:
-                left.annotate('extrapolated', (result['n'], result['median']['b']), textcoords='offset points', xytext=(-70, 4),
+                left.annotate('extrapolated', (result['n'], result['median']['b']), textcoords='offset points', xytext=(-75, -12),
                               fontsize=8, color=colour)
         for result in real:
             value = result['median'].get(key)

@@ -76,6 +76,11 @@ def classify(stack):
         return 'AnsiballZ wrapper (unpack payload, zip)'
     if '<module> (' in leaf:
         return 'import: other'
+    # py-spy --nonblocking sometimes reads a stack only part of the way to its root (deep recursion):
+    if 'json/' in stack:
+        return 'event loop: JSON, stack cut short (mostly str(message) for the debug log)'
+    if 'qmp/' in stack or 'asyncio/' in stack or 'selectors.py' in stack:
+        return 'event loop: asyncio and qemu.qmp, stack cut short'
     return 'other'
 
 
@@ -105,15 +110,51 @@ def buckets(path, rate):
                         for name, count in counter.most_common()]}
 
 
+def text_of(profile):
+    lines = ['Profile (py-spy --idle, %d Hz) of one balloon_stats_info process vs the floor, same VMs:' % profile['rate']]
+    for key in ('module', 'floor'):
+        part = profile[key]
+        lines.append('  %s: %.2f s sampled' % (key, part['seconds']))
+        for bucket in part['buckets']:
+            if bucket['share'] >= 0.005:
+                lines.append('    %6.3f s %5.1f%%  %s' % (bucket['seconds'], 100 * bucket['share'], bucket['bucket']))
+    return '\n'.join(lines)
+
+
+def rebucket(results_path, rate):
+    """Re-classify the folded stacks kept beside results.json (after a change of classify())."""
+    directory = os.path.dirname(os.path.abspath(results_path))
+    with open(results_path) as handle:
+        results = json.load(handle)
+    profile = results['profile']
+    old_text = profile.get('text', '')
+    for key in ('module', 'floor'):
+        folded = os.path.join(directory, 'profile-' + os.path.basename(profile[key + '_folded']))
+        profile[key + '_folded'] = os.path.basename(folded)
+        profile[key] = buckets(folded, profile.get('rate', rate))
+    profile['text'] = text_of(profile)
+    results['table'] = results['table'].replace(old_text, profile['text'])
+    with open(results_path, 'w') as handle:
+        json.dump(results, handle, indent=1, sort_keys=True)
+        handle.write('\n')
+    with open(os.path.join(directory, 'table.txt'), 'w') as handle:
+        handle.write(results['table'] + '\n')
+    print(profile['text'])
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser()
-    parser.add_argument('--out', required=True)
-    parser.add_argument('--module-python', required=True)
-    parser.add_argument('--payload', required=True)
-    parser.add_argument('--floor', required=True)
-    parser.add_argument('--targets', required=True)
+    parser.add_argument('--out')
+    parser.add_argument('--module-python')
+    parser.add_argument('--payload')
+    parser.add_argument('--floor')
+    parser.add_argument('--targets')
     parser.add_argument('--rate', type=int, default=250)
+    parser.add_argument('--rebucket', metavar='RESULTS_JSON', help='only re-classify the folded stacks saved next to a results.json')
     args = parser.parse_args(argv)
+    if args.rebucket:
+        return rebucket(args.rebucket, args.rate)
     py_spy = os.path.join(os.path.dirname(sys.executable), 'py-spy')
     if not os.path.exists(py_spy):
         py_spy = shutil.which('py-spy')
@@ -123,14 +164,7 @@ def main(argv=None):
     record(py_spy, args.rate, floor_raw, [args.module_python, args.floor, args.targets], args.out)
     profile = {'rate': args.rate, 'module': buckets(module_raw, args.rate), 'floor': buckets(floor_raw, args.rate),
                'module_folded': module_raw, 'floor_folded': floor_raw}
-    lines = ['Profile (py-spy --idle, %d Hz) of one balloon_stats_info process vs the floor, same VMs:' % args.rate]
-    for key in ('module', 'floor'):
-        part = profile[key]
-        lines.append('  %s: %.2f s sampled' % (key, part['seconds']))
-        for bucket in part['buckets']:
-            if bucket['share'] >= 0.005:
-                lines.append('    %6.3f s %5.1f%%  %s' % (bucket['seconds'], 100 * bucket['share'], bucket['bucket']))
-    profile['text'] = '\n'.join(lines)
+    profile['text'] = text_of(profile)
     with open(os.path.join(args.out, 'profile.json'), 'w') as handle:
         json.dump(profile, handle, indent=1)
     print(profile['text'])

@@ -1003,16 +1003,16 @@ def main(argv=None):
                 ' '.join('%.1f' % value for value in results['machine']['load_end']), results['duration_s'])]
     report = '\n'.join(text)
     results['table'] = report
-    with open(os.path.join(args.out, 'results.json'), 'w') as handle:
-        json.dump(results, handle, indent=1, sort_keys=True)
-        handle.write('\n')
-    with open(os.path.join(args.out, 'table.txt'), 'w') as handle:
-        handle.write(report + '\n')
     profile = results.get('profile') or {}
     for key in ('module_folded', 'floor_folded'):
         if profile.get(key) and os.path.exists(profile[key]):
             shutil.copy(profile[key], os.path.join(args.out, 'profile-' + os.path.basename(profile[key])))
             profile[key] = 'profile-' + os.path.basename(profile[key])
+    with open(os.path.join(args.out, 'results.json'), 'w') as handle:
+        json.dump(results, handle, indent=1, sort_keys=True)
+        handle.write('\n')
+    with open(os.path.join(args.out, 'table.txt'), 'w') as handle:
+        handle.write(report + '\n')
     if not args.no_plot and bench_python:
         plot = run_quiet([bench_python, PLOT, os.path.join(args.out, 'results.json'), os.path.join(args.out, 'bench.png')])
         if plot.returncode != 0:
