@@ -100,7 +100,7 @@ async def read_all(paths, balloon, commands, concurrency, timeout, client='qemu.
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
     parser.add_argument('targets')
     parser.add_argument('--concurrency', type=int, default=32)
     parser.add_argument('--timeout', type=float, default=5.0)

@@ -38,7 +38,7 @@ def main(argv=None):
     for key, label, colour, marker in SERIES:
         points = [(result['n'], result['median'].get(key)) for result in fakes if result['median'].get(key)]
         if points:
-            left.plot([n for n, _ in points], [value for _, value in points], marker=marker, color=colour, label=label + ' (fake)')
+            left.plot([point[0] for point in points], [point[1] for point in points], marker=marker, color=colour, label=label + ' (fake)')
             extrapolated = [result for result in fakes if key == 'b' and result['b_extrapolated'] and result['median'].get('b')]
             for result in extrapolated:
                 left.annotate('extrapolated', (result['n'], result['median']['b']), textcoords='offset points', xytext=(-75, -12),
@@ -67,7 +67,7 @@ def main(argv=None):
     for key, label, colour in (('a_rss_mb', '(a) module process', 'tab:blue'), ('c_rss_mb', '(c) floor process', 'tab:green')):
         points = [(result['n'], result['median'].get(key)) for result in fakes if result['median'].get(key)]
         if points:
-            right.plot([n for n, _ in points], [value for _, value in points], marker='o', color=colour, label=label)
+            right.plot([point[0] for point in points], [point[1] for point in points], marker='o', color=colour, label=label)
     right.axhline(150, color='tab:red', linestyle='--', linewidth=1, label='target 150 MB')
     right.set_xscale('log')
     right.set_xlabel('VMs (fake)')

@@ -99,7 +99,7 @@ def buckets(path, rate):
             line = line.rstrip('\n')
             if not line:
                 continue
-            stack, _, count = line.rpartition(' ')
+            stack, _space, count = line.rpartition(' ')
             try:
                 counter[classify(stack)] += int(count)
             except ValueError:

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
 # Copyright (c) qmp.balloon contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -425,10 +424,11 @@ def bench_set(runner, label, kind, sockets, reps, b_sample, floor_python, notes,
     result = {'label': label, 'kind': kind, 'n': n, 'reps': reps, 'b_items': b_count, 'b_extrapolated': b_count < n,
               'a': [], 'a_module': [], 'a_rss_mb': [], 'a_phases': [], 'a_hold': [], 'b': [], 'b_items_s': [],
               'b_rss_mb': [], 'b_module_s': [], 'e1': [], 'e2': [], 'e1_module': [], 'e2_module': [], 'e_rss_mb': [],
-              'c': [], 'c_cpu': [], 'a_cpu': [], 'c_raw': [], 'c_raw_cpu': [], 'c_rss_mb': [], 'c_hold': [], 'c_commands_per_vm': None, 'a_commands_per_vm': None, 'errors': []}
+              'c': [], 'c_cpu': [], 'a_cpu': [], 'c_raw': [], 'c_raw_cpu': [], 'c_rss_mb': [], 'c_hold': [],
+              'c_commands_per_vm': None, 'a_commands_per_vm': None, 'errors': []}
     if b_count < n:
         notes.append('%s: (b) is measured on a loop over %d of the %d VMs (a different slice each repeat) and '
-                      'extrapolated linearly (x%g)' % (label, b_count, n, n / float(b_count)))
+                     'extrapolated linearly (x%g)' % (label, b_count, n, n / float(b_count)))
 
     def floor_once():
         wall, rss_kb, code, output, errors, cpu = timed_child([floor_python, FLOOR, targets_file])
@@ -448,7 +448,7 @@ def bench_set(runner, label, kind, sockets, reps, b_sample, floor_python, notes,
             result['c_raw_cpu'].append(cpu)
 
     # Floors bracket the playbook: half before, half after (the machine is shared and noisy).
-    for _ in range((reps + 1) // 2):
+    for _repeat in range((reps + 1) // 2):
         floor_once()
 
     tasks_text = ''
@@ -494,14 +494,15 @@ def bench_set(runner, label, kind, sockets, reps, b_sample, floor_python, notes,
                 result[key + '_module'].append(summary.get('module_s'))
                 result['e_rss_mb'].append(summary.get('peak_rss_mb'))
 
-    for _ in range(reps // 2):
+    for _repeat in range(reps // 2):
         floor_once()
     return result
 
 
 def summarise_set(result):
-    med = {key: median(result.get(key, [])) for key in ('a', 'a_module', 'a_cpu', 'c_cpu', 'c_raw', 'c_raw_cpu', 'b', 'c', 'e1', 'e2', 'e1_module', 'e2_module', 'b_items_s',
-                                                'b_module_s')}
+    keys = ('a', 'a_module', 'a_cpu', 'c_cpu', 'c_raw', 'c_raw_cpu', 'b', 'c', 'e1', 'e2', 'e1_module', 'e2_module', 'b_items_s',
+            'b_module_s')
+    med = {key: median(result.get(key, [])) for key in keys}
     med['a_rss_mb'] = max([value for value in result['a_rss_mb'] if value is not None] or [None]) if any(result['a_rss_mb']) else None
     med['b_rss_mb'] = max([value for value in result['b_rss_mb'] if value is not None] or [0]) or None
     med['e_rss_mb'] = max([value for value in result['e_rss_mb'] if value is not None] or [0]) or None
@@ -585,21 +586,21 @@ def bench_libvirt(count, reps, work, uri):
                 return None, 'virsh create failed: %s' % result.stdout.strip()[-300:]
             created.append(name)
         out = {'virsh': [], 'getall': [], 'memorystats': [], 'rss_mb': [], 'domains': count}
-        for _ in range(reps):
+        for _repeat in range(reps):
             start = time.perf_counter()
             for name in names:
                 result = run_quiet([virsh, '-c', uri, 'dommemstat', name])
                 if result.returncode != 0:
                     return None, 'virsh dommemstat %s failed: %s' % (name, result.stdout.strip()[-300:])
             out['virsh'].append(time.perf_counter() - start)
-            wall, rss_kb, code, output, errors, _cpu = timed_child([python, LIBVIRT_READ, '--uri', uri, '--prefix', 'qbbench-',
-                                                              '--mode', 'getall'])
+            wall, rss_kb, code, output, errors, _cpu = timed_child(
+                [python, LIBVIRT_READ, '--uri', uri, '--prefix', 'qbbench-', '--mode', 'getall'])
             if code != 0:
                 return None, 'libvirt_read.py failed: %s %s' % (output[-300:], errors[-300:])
             out['getall'].append(wall)
             out['rss_mb'].append(rss_kb / 1024.0)
-            wall, rss_kb, code, output, errors, _cpu = timed_child([python, LIBVIRT_READ, '--uri', uri, '--prefix', 'qbbench-',
-                                                              '--mode', 'memorystats'])
+            wall, rss_kb, code, output, errors, _cpu = timed_child(
+                [python, LIBVIRT_READ, '--uri', uri, '--prefix', 'qbbench-', '--mode', 'memorystats'])
             if code == 0:
                 out['memorystats'].append(wall)
         return out, None
@@ -684,9 +685,9 @@ def concurrency_sweep(python, collections, sockets, work, reps, levels):
     for level in levels:
         row = {'concurrency': level, 'engine_loop_s': [], 'engine_hold_median_ms': [], 'floor_loop_s': [],
                'floor_hold_median_ms': []}
-        for _ in range(reps):
-            wall, rss, code, output, errors, _cpu = timed_child([python, ENGINE_DIRECT, '--collections', collections, targets_file,
-                                                           '--concurrency', str(level)])
+        for _repeat in range(reps):
+            wall, rss, code, output, errors, _cpu = timed_child(
+                [python, ENGINE_DIRECT, '--collections', collections, targets_file, '--concurrency', str(level)])
             if code == 0:
                 data = json.loads(output)
                 row['engine_loop_s'].append(data['loop_s'])
@@ -835,8 +836,8 @@ def check_targets(results):
     for label, med in by_label.items():
         if label.startswith('qemu-'):
             checks.append(('%s real QEMU VMs: (a) task <= 2x (c)' % label.split('-')[1], med['a_over_c'] is not None and med['a_over_c'] <= 2,
-                           '(a) %s s, (c) %s s, ratio %s (module alone: %s)' % (fmt(med['a']), fmt(med['c']), fmt(med['a_over_c'], digits=2),
-                                                                                 fmt(med['a_module_over_c'], digits=2))))
+                           '(a) %s s, (c) %s s, ratio %s (module alone: %s)'
+                           % (fmt(med['a']), fmt(med['c']), fmt(med['a_over_c'], digits=2), fmt(med['a_module_over_c'], digits=2))))
     fakes = [(label, med) for label, med in by_label.items() if label.startswith('fake-')]
     for label, med in fakes:
         checks.append(('%s: median hold per VM < 10 ms (module)' % label, med['a_hold_median_ms'] is not None and med['a_hold_median_ms'] < 10,
@@ -990,7 +991,7 @@ def main(argv=None):
     if results.get('profile') and not results['profile'].get('error'):
         text += ['', results['profile'].get('text', '')]
     text += ['', 'Targets:'] + ['  [%s] %s: %s' % ('ok' if target['holds'] else 'MISS', target['target'], target['measured'])
-                                 for target in results['targets']]
+                                for target in results['targets']]
     if notes:
         text += ['', 'Notes:'] + ['  - ' + note for note in notes]
     if failures:
