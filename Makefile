@@ -8,7 +8,7 @@ RUN := scripts/run-tests.sh
 SUITES := sanity-2.19 sanity-2.21 units-2.19 units-2.21 units-py3.9 \
           integration-2.19 integration-2.21
 
-.PHONY: help venv deps sanity units integration lint build-check changelog-lint test clean demo $(SUITES)
+.PHONY: help venv deps sanity units integration lint build-check changelog-lint test clean demo bench bench-smoke $(SUITES)
 
 help:
 	@echo "make deps            install missing Debian packages (root)"
@@ -16,6 +16,7 @@ help:
 	@echo "make sanity|units|integration|lint|build-check|changelog-lint"
 	@echo "make test            all of the above; summary and 'N passed, M failed'"
 	@echo "make demo            boot three throwaway guests, run the role, print the stats and the report path"
+	@echo "make bench           the benchmark (docs/performance.md); bench-smoke: tiny sizes, part of make test"
 	@echo "make clean           remove build/ and tests/output/"
 	@echo "single suites:       $(SUITES)"
 
@@ -33,6 +34,12 @@ test:
 
 demo:
 	scripts/demo.sh
+
+bench:
+	bench/bench.sh
+
+bench-smoke:
+	bench/bench.sh --smoke
 
 clean:
 	rm -rf build tests/output

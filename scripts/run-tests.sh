@@ -4,7 +4,7 @@
 # Usage: scripts/run-tests.sh SUITE_OR_GROUP...
 #
 #   Suites:  sanity-2.19 sanity-2.21 units-2.19 units-2.21 units-py3.9
-#            integration-2.19 integration-2.21 lint build-check changelog-lint
+#            integration-2.19 integration-2.21 lint build-check changelog-lint bench-smoke
 #   Groups:  sanity units integration all   (all = every suite above)
 #
 # Every suite runs even when an earlier one failed. The run ends with a table and a
@@ -39,7 +39,7 @@ LOG_DIR="${QMP_BALLOON_LOG_DIR:-${ROOT}/tests/output/logs}"
 RESULTS="$(mktemp)"
 
 ALL_SUITES=(sanity-2.19 sanity-2.21 units-2.19 units-2.21 units-py3.9
-            integration-2.19 integration-2.21 lint build-check changelog-lint)
+            integration-2.19 integration-2.21 lint build-check changelog-lint bench-smoke)
 
 # Which Python sanity covers: "all" = every supported Python found (compile and import
 # run once per Python, the other sanity tests once on the controller Python), or one
@@ -270,6 +270,12 @@ suite_changelog_lint() {
         && "${ROOT}/.venv/2.21/bin/antsibull-changelog" lint-changelog-yaml changelogs/changelog.yaml)
 }
 
+# The benchmark with tiny sizes (3 fakes, 1 QEMU VM, a 2x2 fleet): proves "make bench" works.
+suite_bench_smoke() {
+    prepare_venvs || return 1
+    "${ROOT}/bench/bench.sh" --smoke
+}
+
 run_suite() {
     local suite="$1" start status log
     log="${LOG_DIR}/${suite}.log"
@@ -287,6 +293,7 @@ run_suite() {
         lint) suite_lint ;;
         build-check) suite_build_check ;;
         changelog-lint) suite_changelog_lint ;;
+        bench-smoke) suite_bench_smoke ;;
     esac > >(tee "${log}") 2>&1
     status=$?
     wait  # for tee
@@ -320,7 +327,7 @@ main() {
             sanity) suites+=(sanity-2.19 sanity-2.21) ;;
             units) suites+=(units-2.19 units-2.21 units-py3.9) ;;
             integration) suites+=(integration-2.19 integration-2.21) ;;
-            sanity-2.19|sanity-2.21|units-2.19|units-2.21|units-py3.9|integration-2.19|integration-2.21|lint|build-check|changelog-lint)
+            sanity-2.19|sanity-2.21|units-2.19|units-2.21|units-py3.9|integration-2.19|integration-2.21|lint|build-check|changelog-lint|bench-smoke)
                 suites+=("${arg}") ;;
             -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
             *) echo "run-tests: unknown suite: ${arg}" >&2; exit 2 ;;
