@@ -114,6 +114,18 @@ def check_socket_path(path, option):
     return None
 
 
+def _check_name(name, prefix, label, names, errors, fallback):
+    """Refuse an empty or duplicate target name; remember the others in ``names`` (name -> label)."""
+    if name is None:
+        return
+    if not name.strip():
+        errors.append('%sname must not be empty (omit it to use %s)' % (prefix, fallback))
+    elif name in names:
+        errors.append('%sname: duplicate name %r (also in %s)' % (prefix, name, names[name]))
+    else:
+        names[name] = label
+
+
 def check_tcp(host, port, option):
     if not host:
         return '%s.host must not be empty' % option if option else 'host must not be empty'
@@ -227,12 +239,7 @@ class BalloonModule(object):
                 errors.append(error)
                 continue
             name = entry.get('name')
-            if name is not None and not name.strip():
-                errors.append('%sname must not be empty (omit it to use QEMU\'s name)' % prefix)
-            elif name is not None and name in names:
-                errors.append('%sname: duplicate name %r (also in %s)' % (prefix, name, names[name]))
-            elif name is not None:
-                names[name] = label
+            _check_name(name, prefix, label, names, errors, "QEMU's name")
             # /d/./vm.qmp, /d//vm.qmp and a symlink are the same monitor.
             key = 'unix:%s' % os.path.realpath(endpoint.path) if endpoint.is_unix else str(endpoint)
             if key in endpoints:
@@ -294,12 +301,7 @@ class BalloonModule(object):
                                                    if domain is None else 'must not be empty'))
                 continue
             name = entry.get('name')
-            if name is not None and not name.strip():
-                errors.append('%sname must not be empty (omit it to use the domain\'s name)' % prefix)
-            elif name is not None and name in names:
-                errors.append('%sname: duplicate name %r (also in %s)' % (prefix, name, names[name]))
-            elif name is not None:
-                names[name] = label
+            _check_name(name, prefix, label, names, errors, "the domain's name")
             if domain in domains:
                 errors.append('%s: domain %s is listed twice (also in %s)' % (label, domain, domains[domain]))
             domains[domain] = label
