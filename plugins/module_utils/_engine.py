@@ -69,7 +69,7 @@ async def _qom_list(session, path):
     return await session.execute('qom-list', {'path': path})
 
 
-async def _verify_balloon(session, path, given):
+async def verify_balloon(session, path, given):
     """Check that ``path`` exists and lists the polling property."""
     try:
         properties = await _qom_list(session, path)
@@ -112,16 +112,18 @@ async def _walk_for_balloons(session, skip):
     return found
 
 
-async def find_balloon(session, qom_path=None):
-    """Return the QOM path of the VM's balloon device.
+async def locate_balloon(session, qom_path=None):
+    """Return the QOM path of the VM's balloon device, not yet verified.
 
-    With ``qom_path`` given, only verify it. Otherwise look in
+    With ``qom_path`` given, return it as is (no command). Otherwise look in
     /machine/peripheral (devices with id=), /machine/peripheral-anon, then a
     bounded walk of the tree. Raises BalloonNotFound when there is none or
-    more than one candidate.
+    more than one candidate. The caller verifies the path with
+    :func:`verify_balloon` (the engine sends that check together with the
+    first reads, and before any write).
     """
     if qom_path:
-        return await _verify_balloon(session, qom_path, given=True)
+        return qom_path
     candidates = []
     for container in PERIPHERAL_CONTAINERS:
         try:
@@ -140,7 +142,21 @@ async def find_balloon(session, qom_path=None):
     if len(candidates) > 1:
         raise BalloonNotFound('found %d balloon devices (%s): set qom_path to the one to use'
                               % (len(candidates), ', '.join(candidates)))
-    return await _verify_balloon(session, candidates[0], given=False)
+    return candidates[0]
+
+
+async def together(*awaitables):
+    """Run QMP reads concurrently on one session (pipelined: QEMU answers them in order).
+
+    Returns their results in order. Waits for all of them, then raises the
+    first error in argument order, so the error reported is the one a
+    sequential run would have hit first.
+    """
+    results = await asyncio.gather(*awaitables, return_exceptions=True)
+    for item in results:
+        if isinstance(item, BaseException):
+            raise item
+    return results
 
 
 async def read_interval(session, path):
@@ -171,10 +187,9 @@ async def query_name(session):
 
 
 async def gather_info(session, path):
-    """The per-VM fields of balloon_stats_info. Reads only."""
-    guest_stats = await read_guest_stats(session, path)
-    interval = await read_interval(session, path)
-    status = await query_status(session)
+    """The per-VM fields of balloon_stats_info. Reads only, sent together."""
+    guest_stats, interval, status = await together(
+        read_guest_stats(session, path), read_interval(session, path), query_status(session))
     return _stats.describe_stats(guest_stats, interval, status, time.time())
 
 
@@ -193,14 +208,13 @@ async def configure_polling(session, path, interval, rearm, check_mode):
         if rearm == REARM_ALWAYS:
             must_rearm = True
         else:
-            guest_stats = await read_guest_stats(session, path) or {}
-            last_update = guest_stats.get('last-update') or 0
+            guest_stats, status = await together(read_guest_stats(session, path), query_status(session))
+            last_update = (guest_stats or {}).get('last-update') or 0
             age = _stats.data_age(last_update, time.time())
             result['age'] = age
             # A guest that never answered (no driver) is not stalled: re-arming would not help
             # and would report a change on every run. A paused VM's timer is idle, not stalled.
             if _stats.is_stale(age, interval):
-                status = await query_status(session)
                 must_rearm = bool(status.get('running'))
     if not (must_set or must_rearm):
         return result
@@ -216,16 +230,46 @@ async def configure_polling(session, path, interval, rearm, check_mode):
     return result
 
 
+async def _settle(tasks):
+    """Wait for ``tasks``; raise the first error among them in order."""
+    if tasks:
+        await together(*tasks)
+
+
 async def _handle_one(target, work, timeout):
+    """One VM: open, name, locate, verify, work, close.
+
+    Round trips are few: ``query-name`` goes with the first discovery command,
+    and the verification of the balloon's path (its property list) goes with
+    the first command of ``work``. The session holds every write until that
+    verification has passed. Errors keep the sequential order: a failed name
+    query wins over a failed discovery, which wins over a failed verification,
+    which wins over a failed ``work``.
+    """
     endpoint = target.endpoint
     result = {'name': target.name, 'endpoint': str(endpoint), 'qom_path': target.qom_path, 'failed': False}
     session = QMPSession(endpoint, timeout)
+    pending = []
+
+    async def name_vm():
+        result['name'] = await query_name(session) or endpoint.default_name()
+
     try:
         await session.open()
         if not result['name']:
-            result['name'] = await query_name(session) or endpoint.default_name()
-        result['qom_path'] = await find_balloon(session, target.qom_path)
-        result.update(await work(session, result['qom_path']))
+            pending.append(asyncio.ensure_future(name_vm()))
+        try:
+            path = await locate_balloon(session, target.qom_path)
+            result['qom_path'] = path
+            verified = asyncio.ensure_future(verify_balloon(session, path, given=bool(target.qom_path)))
+            pending.append(verified)
+            session.hold_writes_until(verified)
+            fields = await work(session, path)
+        except Exception:  # pylint: disable=broad-except
+            await _settle(pending)
+            raise
+        await _settle(pending)
+        result.update(fields)
     except BalloonError as exc:
         result['failed'] = True
         result['msg'] = str(exc)
@@ -234,6 +278,9 @@ async def _handle_one(target, work, timeout):
         result['failed'] = True
         result['msg'] = 'unexpected %s: %s' % (type(exc).__name__, exc)
     finally:
+        for task in pending:
+            if not task.done():
+                task.cancel()
         await session.close()
     if not result['name']:
         result['name'] = endpoint.default_name()
@@ -242,18 +289,47 @@ async def _handle_one(target, work, timeout):
     return result
 
 
-async def _run(targets, work, concurrency, timeout):
-    gate = asyncio.Semaphore(concurrency)
+#: A VM whose session has not finished after this many seconds gives its
+#: concurrency slot to the next VM (it keeps its connection and its own timeout).
+SLOW_AFTER = 0.25
+#: But no more than this many sessions are ever open at once (file descriptors).
+MAX_OPEN = 256
+
+
+async def _run(targets, work, concurrency, timeout, slow_after):
+    """Fan out with at most ``concurrency`` sessions being served at once.
+
+    A slow VM (a busy or hung monitor, waiting for its timeout) stops counting
+    against ``concurrency`` after ``slow_after`` seconds, so a few such VMs do not
+    stall the rest of the batch; at most max(MAX_OPEN, concurrency) sessions are
+    open at any time.
+    """
+    loop = asyncio.get_running_loop()
+    active = asyncio.Semaphore(concurrency)
+    opened = asyncio.Semaphore(max(MAX_OPEN, concurrency))
 
     async def one(target):
-        async with gate:
-            return await _handle_one(target, work, timeout)
+        async with opened:
+            await active.acquire()
+            slot = [True]
+
+            def give_back():
+                if slot[0]:
+                    slot[0] = False
+                    active.release()
+
+            timer = loop.call_later(slow_after, give_back)
+            try:
+                return await _handle_one(target, work, timeout)
+            finally:
+                timer.cancel()
+                give_back()
 
     return await asyncio.gather(*(one(target) for target in targets))
 
 
-def run_batch(targets, work, concurrency=32, timeout=5.0):
+def run_batch(targets, work, concurrency=4, timeout=5.0, slow_after=SLOW_AFTER):
     """Run ``work(session, qom_path) -> dict`` on every target; results in input order."""
     if not targets:
         return []
-    return list(asyncio.run(_run(targets, work, concurrency, timeout)))
+    return list(asyncio.run(_run(targets, work, concurrency, timeout, slow_after)))

@@ -12,7 +12,7 @@ import asyncio
 import pytest
 
 from ansible_collections.qmp.balloon.plugins.module_utils import _qmp
-from ansible_collections.qmp.balloon.plugins.module_utils._errors import CommandNotAllowed
+from ansible_collections.qmp.balloon.plugins.module_utils._errors import BalloonNotFound, CommandNotAllowed
 
 
 class RecordingClient(object):
@@ -79,3 +79,32 @@ def test_allowed_commands_reach_the_client(command, arguments):
     session = _session_with(client)
     asyncio.run(_execute(session, command, arguments))
     assert client.sent == [(command, arguments)]
+
+
+def test_writes_wait_for_the_verification_and_are_dropped_when_it_fails():
+    """A qom-set is held until the path's verification is done; a failed one means no write."""
+    async def scenario():
+        client = RecordingClient()
+        session = _session_with(client)
+        loop = asyncio.get_running_loop()
+        passed, failed = loop.create_future(), loop.create_future()
+        session.hold_writes_until(passed)
+        write = asyncio.ensure_future(_execute(
+            session, 'qom-set', {'path': '/machine/peripheral/b', 'property': 'guest-stats-polling-interval', 'value': 1}))
+        reads = await _execute(session, 'qom-get', {'path': '/machine/peripheral/b', 'property': 'guest-stats'})
+        await asyncio.sleep(0.01)
+        assert not write.done() and [sent[0] for sent in client.sent] == ['qom-get']
+        passed.set_result('/machine/peripheral/b')
+        await write
+        assert [sent[0] for sent in client.sent] == ['qom-get', 'qom-set']
+
+        client2 = RecordingClient()
+        session2 = _session_with(client2)
+        session2.hold_writes_until(failed)
+        failed.set_exception(BalloonNotFound('qom_path /x is not a virtio-balloon device'))
+        with pytest.raises(BalloonNotFound):
+            await _execute(session2, 'qom-set', {'path': '/x', 'property': 'guest-stats-polling-interval', 'value': 1})
+        assert client2.sent == []
+        assert reads == {}
+
+    asyncio.run(scenario())

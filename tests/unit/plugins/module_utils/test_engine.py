@@ -184,8 +184,10 @@ def test_polling_sets_reads_back_and_is_idempotent(fleets, transport, start, wan
     sent = qmp_fakes.commands(fleet.record)
     if start != wanted:
         assert qmp_fakes.qom_sets(fleet.record) == [wanted]
-        # Read before, write, read back.
-        assert sent[-3:] == ['qom-get', 'qom-set', 'qom-get']
+        # Read before, and verify the path (qom-list), then write, then read back.
+        write = sent.index('qom-set')
+        assert sent[write:] == ['qom-set', 'qom-get']
+        assert 'qom-get' in sent[:write] and 'qom-list' in sent[:write]
     else:
         assert 'qom-set' not in sent
     fleet.record.clear()

@@ -253,6 +253,53 @@ def test_busy_monitor_fails_within_the_timeout_and_the_engine_leaves_the_queue(f
     assert qmp_fakes.commands(server.record, 'busy') == []
 
 
+def test_busy_monitors_give_their_concurrency_slot_to_the_next_vm(fleets, clock, monkeypatch, caplog):
+    """Three held monitors at concurrency 1 cost one timeout, not three: a slow VM stops holding its slot."""
+    servers = [fleets.server(vm=healthy_vm('busy%d' % index), name='busy%d' % index) for index in range(3)]
+    healthy = fleets.fleet_of([healthy_vm('ok%d' % index) for index in range(4)])
+    holders = [_holder(server.path) for server in servers]
+    targets = [_engine.Target(_qmp.Endpoint(path=server.path)) for server in servers] + qmp_fakes.targets_for(healthy)
+    try:
+        with Watch(monkeypatch, caplog, healthy, *servers) as watch:
+            results = qmp_fakes.info(targets, timeout=TIMEOUT, concurrency=1)
+        # One slot, given back by each busy VM after SLOW_AFTER: about TIMEOUT + 3 x SLOW_AFTER, where
+        # slots held to the end would take 3 x TIMEOUT.
+        watch.check(TIMEOUT + 3 * _engine.SLOW_AFTER + SLACK)
+        assert watch.elapsed < 3 * TIMEOUT
+        for result, target in zip(results[:3], targets):
+            check_failed(result, target.endpoint, r'busy')
+        for index, result in enumerate(results[3:]):
+            check_healthy(result, 'ok%d' % index)
+    finally:
+        for holder in holders:
+            holder.close()
+
+
+def test_concurrency_bounds_the_sessions_served_at_once(fleets):
+    """Healthy VMs never have more than ``concurrency`` sessions open at once."""
+    fleet = fleets.fleet_of([healthy_vm('vm%d' % index) for index in range(12)])
+    opened, peak = [0], [0]
+    real_open, real_close = _qmp.QMPSession.open, _qmp.QMPSession.close
+
+    async def counting_open(self):
+        opened[0] += 1
+        peak[0] = max(peak[0], opened[0])
+        return await real_open(self)
+
+    async def counting_close(self):
+        try:
+            return await real_close(self)
+        finally:
+            opened[0] -= 1
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_qmp.QMPSession, 'open', counting_open)
+        patch.setattr(_qmp.QMPSession, 'close', counting_close)
+        results = qmp_fakes.info(qmp_fakes.targets_for(fleet), concurrency=3, slow_after=30)
+    assert [result['failed'] for result in results] == [False] * 12
+    assert peak[0] == 3
+
+
 def test_full_listen_queue_is_reported_busy(fleets):
     server = fleets.server(vm=healthy_vm('vm'))
     holder = _holder(server.path)
