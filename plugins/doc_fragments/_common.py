@@ -114,8 +114,14 @@ options:
     description:
       - How many VMs are handled at the same time, each on its own short QMP connection
         (with O(transport=libvirt), on one shared libvirt connection).
+      - A VM whose monitor has not finished after 0.25 s (busy, hung, or slow) stops counting against this
+        limit and the next VM starts; it keeps its own O(timeout). At most 256 connections (or O(concurrency)
+        if higher) are open at once.
+      - The default suits local unix sockets, where one task reads about as fast at 4 as at 32 while each
+        monitor is held for a fraction of the time (QEMU serves one client at a time). Raise it for
+        monitors reached over TCP with a long round trip.
     type: int
-    default: 32
+    default: 4
   fail_on_error:
     description:
       - When V(true), the task fails if any VM could not be handled, after every other VM was handled.

@@ -61,7 +61,7 @@ COMMON_ARGUMENT_SPEC = dict(
     tls_key=dict(type='path', no_log=False),
     tls_server_name=dict(type='str'),
     timeout=dict(type='float', default=5.0),
-    concurrency=dict(type='int', default=32),
+    concurrency=dict(type='int', default=4),
     fail_on_error=dict(type='bool', default=True),
     transport=dict(type='str', default=TRANSPORT_QMP, choices=[TRANSPORT_QMP, TRANSPORT_LIBVIRT]),
     # No default in the spec: qemu:///system applies with transport libvirt only, and a URI given
