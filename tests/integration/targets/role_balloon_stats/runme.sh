@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The role qmp.balloon.balloon_stats over a fleet (inventory.yml): hv1-hv3 each own real
 # QEMU VMs (two real Linux guests, four paused VMs without an OS), hv-empty owns none and
-# hv-down is unreachable. Four ansible-playbook runs:
+# hv-down is unreachable. Five ansible-playbook runs:
 #   1 configure.yml          configure in check+diff mode, then twice                   (exit 0)
-#   2 gather.yml             main entry point over the fleet, writes the reports         (exit 4: hv-down)
-#   3 verify.yml             cached facts, JSON/CSV/HTML reports, user rule, bad input   (exit 0)
-#   4 fail_on_violation.yml  report with balloon_stats_fail_on_violation                  (exit 2)
+#   2 discover_once.yml      VMs found once per play and inputs, module calls counted   (exit 0)
+#   3 gather.yml             main entry point over the fleet, writes the reports         (exit 4: hv-down)
+#   4 verify.yml             cached facts, JSON/CSV/HTML reports, user rule, bad input   (exit 0)
+#   5 fail_on_violation.yml  report with balloon_stats_fail_on_violation                  (exit 2)
 # fleet.py boots the VMs before run 1 (all at once) and stops every one of them on exit,
 # whatever happens.
 set -eux -o pipefail
@@ -76,14 +77,19 @@ export ANSIBLE_FORCE_COLOR=0 ANSIBLE_NOCOLOR=1
 export ANSIBLE_PIPELINING=1
 export ANSIBLE_CACHE_PLUGIN=jsonfile
 export ANSIBLE_CACHE_PLUGIN_CONNECTION="${work}/facts"
+# callback_plugins/rbs_module_calls.py counts the module calls of each play and host into the
+# file RBS_MODULE_CALLS (set per run below); ansible-test may have enabled callbacks of its own.
+export ANSIBLE_CALLBACK_PLUGINS="${PWD}/callback_plugins${ANSIBLE_CALLBACK_PLUGINS:+:${ANSIBLE_CALLBACK_PLUGINS}}"
+export ANSIBLE_CALLBACKS_ENABLED="rbs_module_calls${ANSIBLE_CALLBACKS_ENABLED:+,${ANSIBLE_CALLBACKS_ENABLED}}"
 common=(-i inventory.yml -e "rbs_dir=${work}" "$@")
 
 # run EXPECTED_EXIT LOG PLAYBOOK [ARGS...]: run a playbook, show and keep its output, check its exit status
+# (the module calls of the run go to LOG with .calls.json for .log)
 run() {
     local expected=$1 log=$2 rc
     shift 2
     set +e
-    ansible-playbook "$@" 2>&1 | tee "${log}"
+    RBS_MODULE_CALLS="${log%.log}.calls.json" ansible-playbook "$@" 2>&1 | tee "${log}"
     rc=${PIPESTATUS[0]}
     set -e
     if [ "${rc}" -ne "${expected}" ]; then
@@ -106,11 +112,18 @@ for vm in g128 n1 g192 n2 n3 n4; do
 done
 step configure
 
-# The real guests' first stats (read only): they boot while run 1 goes on.
+# 2: discovery once per play and set of inputs, counted module calls; libvirt "sockets" for
+# transport auto: a file that exists and a dangling symlink (stat says both exist)
+touch "${work}/libvirt-sock-present"
+ln -s "${work}/no-such-target" "${work}/libvirt-sock-dangling"
+run 0 "${work}/discover_once.log" discover_once.yml "${common[@]}"
+step discover_once
+
+# The real guests' first stats (read only): they boot while runs 1 and 2 go on.
 "${python}" fleet.py wait "${work}" 120
 step guests_ready
 
-# 2: the whole fleet through the main entry point; hv-down is unreachable (exit 4), nothing failed
+# 3: the whole fleet through the main entry point; hv-down is unreachable (exit 4), nothing failed
 run 4 "${work}/gather.log" gather.yml "${common[@]}"
 grep -E -q '^hv-down +: .* unreachable=1 +failed=0 ' "${work}/gather.log"
 for host in hv1 hv2 hv3 hv-empty; do
@@ -122,11 +135,11 @@ if grep -E ' failed=[1-9]' "${work}/gather.log"; then
 fi
 step gather
 
-# 3: a later, separate run reads the cached facts and checks the reports
+# 4: a later, separate run reads the cached facts and checks the reports
 run 0 "${work}/verify.log" verify.yml "${common[@]}" -e "rbs_chromium=${chromium}"
 step verify
 
-# 4: balloon_stats_fail_on_violation fails the play, listing every violation, after writing the report
+# 5: balloon_stats_fail_on_violation fails the play, listing every violation, after writing the report
 run 2 "${work}/fail.log" fail_on_violation.yml "${common[@]}"
 grep -q '9 compliance violations: hv1/g128: min_total_memory (info); hv1/n1: driver_reporting (critical);' "${work}/fail.log"
 grep -q 'hv3/n4: data_fresh (warning); hv3/n3: driver_reporting (critical); hv3/n3: data_fresh (warning)"' "${work}/fail.log"
