@@ -49,7 +49,8 @@ def main(argv=None):
                 left.scatter([result['n']], [value], marker=marker, facecolors='none', edgecolors=colour, s=90, linewidths=1.6)
     for result in real:
         for key, label, colour in (('d_virsh', '(d) virsh dommemstat per domain', 'tab:olive'),
-                                   ('d_getall', '(d) one getAllDomainStats call', 'tab:brown')):
+                                   ('d_getall', '(d) one getAllDomainStats call', 'tab:brown'),
+                                   ('a_lv', '(a-lv) one balloon_stats_info task, transport: libvirt', 'black')):
             value = result['median'].get(key)
             if value:
                 left.scatter([result['n']], [value], marker='*', color=colour, s=120, label=label + ' (libvirt)')

@@ -5,18 +5,27 @@
 """qmp.balloon benchmark: one task for many VMs against the alternatives, in one run.
 
     bench/run.py              full run (make bench): N = 10, 100, 1000 fake monitors, M = 20 real
-                              QEMU VMs (-S, 64 MiB), fleet, concurrency sweep, profile, plot
+                              QEMU VMs (-S, 64 MiB), M libvirt domains on a private libvirtd, fleet,
+                              concurrency sweep, profile, plot
     bench/run.py --smoke      tiny run for make test (< 60 s): 3 fakes, 1 QEMU VM, 2-host fleet,
-                              1 repeat, no plot/profile; exits 1 when any measured task failed
+                              1 repeat, no libvirt/plot/profile; exits 1 when any measured task failed
 
 Methods, for every set of VMs (docs/performance.md says more):
   (a) one balloon_stats_info task over all targets
-  (b) the same VMs, one balloon_stats_info call per VM (loop:); at N=1000 a sample of the loop,
-      extrapolated linearly (said so in the output)
+  (b) the same VMs, one balloon_stats_info call per VM (loop:); for sets above --b-full VMs
+      (default 10: N=100, N=1000 and M=20) a sample of --b-sample (10) VMs per repeat (a different
+      slice each repeat), extrapolated linearly (said so in the output): a loop's items are
+      independent module runs, so its time is linear in their number
   (c) the floor: bench/floor.py, qemu.qmp alone, concurrent, no Ansible (whole process)
-  (d) libvirt, when there is a usable libvirtd: virsh dommemstat per domain and one
-      getAllDomainStats call (whole processes); skipped with a note otherwise
-  (e) balloon_stats_polling over all targets: first run (interval 0 -> 10) and idempotent second run
+  (d) libvirt, on M transient paused domains (64 MiB, virtio balloon, stats period 10 s) of a
+      private libvirtd that this run starts and stops itself
+      (tests/integration/targets/libvirt_transport/files/libvirt_ctl.py; --libvirt-uri URI uses an
+      existing libvirtd instead): virsh dommemstat per domain and one getAllDomainStats call (whole
+      processes); skipped with a note when libvirt cannot run here
+  (a-lv) the collection's own libvirt transport on the same M domains: one balloon_stats_info task
+      with transport: libvirt, all_domains: true, timed as (a)
+  (e) balloon_stats_polling over all targets: first run (a change of the interval: 0 -> 10 in the
+      first repeat, then 10 -> 20, 20 -> 10, ...) and idempotent second run (the same interval again)
 (a), (b), (e) are the task's own duration (bench/callback_plugins/qmp_bench_timer.py: task start to
 last result), and the module process's own time and peak RSS (bench/probe/sitecustomize.py).
 Every point is the median of --reps repeats. Results: DIR/results.json, DIR/bench.png, DIR/table.txt
@@ -30,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import concurrent.futures
 import contextlib
 import datetime
 import hashlib
@@ -54,6 +64,10 @@ LIBVIRT_READ = os.path.join(BENCH, 'libvirt_read.py')
 PROFILE = os.path.join(BENCH, 'profile_module.py')
 PLOT = os.path.join(BENCH, 'plot.py')
 REQUIREMENTS = os.path.join(BENCH, 'requirements.txt')
+REQUIREMENTS_ANSIBLE = os.path.join(BENCH, 'requirements-ansible.txt')
+LIBVIRT_CTL = os.path.join(ROOT, 'tests', 'integration', 'targets', 'libvirt_transport', 'files', 'libvirt_ctl.py')
+# libvirt_ctl.py only creates (and its stop only removes) domains named lvt-*.
+LIBVIRT_PREFIX = 'lvt-qbb'
 INTERVAL = 10
 MIB = 1024.0 * 1024.0
 
@@ -105,28 +119,42 @@ def usable_ansible_venv(path):
     return run_quiet([python, '-c', 'import qemu.qmp, ansible']).returncode == 0
 
 
-def ensure_bench_venv(path, base_python):
-    """Create or refresh the bench venv from bench/requirements.txt; return its python or None."""
+def ensure_bench_venv(path, base_python, with_ansible=False):
+    """Create or refresh the bench venv from bench/requirements.txt (plot, profiler), plus
+    bench/requirements-ansible.txt when Ansible must run from it too; return its python or None."""
     python = os.path.join(path, 'bin', 'python')
-    with open(REQUIREMENTS, 'rb') as handle:
-        wanted = hashlib.sha256(handle.read()).hexdigest()
+    files = [REQUIREMENTS] + ([REQUIREMENTS_ANSIBLE] if with_ansible else [])
+    digest = hashlib.sha256()
+    for name in files:
+        with open(name, 'rb') as handle:
+            digest.update(handle.read())
+    wanted = digest.hexdigest()
     stamp = os.path.join(path, '.bench-requirements.sha256')
     if os.path.exists(python) and os.path.exists(stamp):
         with open(stamp) as handle:
-            if handle.read().strip() == wanted:
+            # A venv made with the Ansible part also serves a run that needs only the plot part.
+            if wanted in handle.read().split():
                 return python
-    log('creating the bench venv %s (bench/requirements.txt)' % path)
+    log('creating the bench venv %s (%s)' % (path, ', '.join(os.path.relpath(name, ROOT) for name in files)))
     if not os.path.exists(python):
         result = run_quiet([base_python, '-m', 'venv', path])
         if result.returncode != 0:
             log('cannot create %s: %s' % (path, result.stdout.strip()[-500:]))
             return None
-    result = run_quiet([python, '-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', '-r', REQUIREMENTS])
+    command = [python, '-m', 'pip', 'install', '--quiet', '--disable-pip-version-check']
+    for name in files:
+        command += ['-r', name]
+    result = run_quiet(command)
     if result.returncode != 0:
-        log('pip install -r bench/requirements.txt failed: %s' % result.stdout.strip()[-1000:])
+        log('pip install of the bench requirements failed: %s' % result.stdout.strip()[-1000:])
         return None
+    stamps = [wanted]
+    if with_ansible:
+        # The same venv satisfies the plot-only requirements as well.
+        with open(REQUIREMENTS, 'rb') as handle:
+            stamps.append(hashlib.sha256(handle.read()).hexdigest())
     with open(stamp, 'w') as handle:
-        handle.write(wanted + '\n')
+        handle.write('\n'.join(stamps) + '\n')
     return python
 
 
@@ -385,9 +413,17 @@ SET_PLAYBOOK = '''---
   gather_facts: false
   vars_files: [targets.json]
   tasks:
+    # Not measured: every VM starts at interval 0, so the first (e) run of repeat 1 is 0 -> {interval}.
+    - name: reset
+      qmp.balloon.balloon_stats_polling:
+        targets: "{{{{ bench_targets }}}}"
+        interval: 0
 {tasks}
 '''
 
+# (e): the first run of every repeat changes the interval (0 -> 10, then 10 -> 20, 20 -> 10, ...:
+# the same read, write, read-back as 0 -> 10), the second sets the same value again (no change).
+# No reset task between the repeats: it would cost one more module run over all VMs per repeat.
 REP_TASKS = '''    - name: a {rep}
       qmp.balloon.balloon_stats_info:
         targets: "{{{{ bench_targets }}}}"
@@ -395,10 +431,6 @@ REP_TASKS = '''    - name: a {rep}
       qmp.balloon.balloon_stats_info:
         socket: "{{{{ item.socket }}}}"
       loop: "{{{{ bench_targets[{b_start}:{b_stop}] }}}}"
-    - name: reset {rep}
-      qmp.balloon.balloon_stats_polling:
-        targets: "{{{{ bench_targets }}}}"
-        interval: 0
     - name: e1 {rep}
       qmp.balloon.balloon_stats_polling:
         targets: "{{{{ bench_targets }}}}"
@@ -408,6 +440,11 @@ REP_TASKS = '''    - name: a {rep}
         targets: "{{{{ bench_targets }}}}"
         interval: {interval}
 '''
+
+
+def e_interval(rep):
+    """The interval (e) sets in repeat REP (1-based): INTERVAL, 2 x INTERVAL, INTERVAL, ..."""
+    return INTERVAL if rep % 2 else 2 * INTERVAL
 
 
 def bench_set(runner, label, kind, sockets, reps, b_sample, floor_python, notes, skip_b=False):
@@ -453,18 +490,21 @@ def bench_set(runner, label, kind, sockets, reps, b_sample, floor_python, notes,
 
     tasks_text = ''
     for rep in range(1, reps + 1):
-        start = ((rep - 1) * b_count) % n if b_count < n else 0
+        start = min(((rep - 1) * b_count) % n, n - b_count) if b_count < n else 0
         stop = start + b_count
-        text = REP_TASKS.format(rep=rep, b_start=start, b_stop=stop, interval=INTERVAL)
+        text = REP_TASKS.format(rep=rep, b_start=start, b_stop=stop, interval=e_interval(rep))
         if skip_b:
             text = text.replace('    - name: b %d\n' % rep, '    - name: b %d\n      when: false\n' % rep)
         tasks_text += text
-    playbook = SET_PLAYBOOK.format(name=label, tasks=tasks_text)
+    playbook = SET_PLAYBOOK.format(name=label, tasks=tasks_text, interval=INTERVAL)
     inventory = '[bench]\nlocalhost ansible_connection=local\n'
     log('%s: playbook with %d repeats of (a), (b) over %d items, (e) first and second run' % (label, reps, b_count))
     run = runner.run(label, playbook, inventory, extra_files={'targets.json': json.dumps({'bench_targets': targets})})
     result['playbook_wall'] = run['wall']
     result['playbook_dir'] = run['dir']
+    problem = task_ok(task_by_name(run['tasks'], 'reset'))
+    if problem:
+        result['errors'].append('reset: %s' % problem)
     for rep in range(1, reps + 1):
         for key, expect in (('a', False), ('b', False), ('e1', True), ('e2', False)):
             if key == 'b' and skip_b:
@@ -522,8 +562,20 @@ def summarise_set(result):
         d = result['d']
         med['d_virsh'] = median(d.get('virsh', []))
         med['d_getall'] = median(d.get('getall', []))
+        med['d_memorystats'] = median(d.get('memorystats', []))
+        med['d_rss_mb'] = median(d.get('rss_mb', []))
         med['d_virsh_over_a'] = ratio(med['d_virsh'], med['a'])
         med['d_getall_over_a'] = ratio(med['d_getall'], med['a'])
+        # The collection's libvirt transport on the same domains, timed as (a).
+        for key in ('a_lv', 'a_lv_module', 'a_lv_cpu'):
+            med[key] = median(d.get(key, []))
+        med['a_lv_rss_mb'] = max([value for value in d.get('a_lv_rss_mb', []) if value is not None] or [0]) or None
+        lv_phases = [phase for phase in d.get('a_lv_phases', []) if phase]
+        if lv_phases:
+            med['a_lv_phases'] = {key: median([phase.get(key) for phase in lv_phases]) for key in lv_phases[0]}
+        med['a_lv_over_d_getall'] = ratio(med['a_lv'], med['d_getall'])
+        med['a_lv_module_over_d_getall'] = ratio(med['a_lv_module'], med['d_getall'])
+        med['a_lv_over_a'] = ratio(med['a_lv'], med['a'])
     result['median'] = med
     return med
 
@@ -532,6 +584,7 @@ def summarise_set(result):
 # (d) libvirt
 # ---------------------------------------------------------------------------------------------
 
+# Only for --libvirt-uri (an existing libvirtd); the private libvirtd gets its domains from libvirt_ctl.py.
 DOMAIN_XML = '''<domain type='qemu'>
   <name>{name}</name>
   <memory unit='MiB'>64</memory>
@@ -544,68 +597,216 @@ DOMAIN_XML = '''<domain type='qemu'>
 </domain>
 '''
 
+LIBVIRT_PLAYBOOK = '''---
+- name: bench libvirt
+  hosts: bench
+  gather_facts: false
+  tasks:
+{tasks}
+'''
 
-def libvirt_status(uri):
-    """(python with the libvirt module, None) when libvirt is usable here, else (None, why not)."""
-    virsh = shutil.which('virsh')
-    if not virsh:
-        return None, 'virsh is not installed (no libvirt on this machine)'
-    check = run_quiet([virsh, '-c', uri, 'version'])
-    if check.returncode != 0:
-        return None, 'libvirtd does not answer on %s: %s' % (uri, check.stdout.strip()[-200:])
-    for python in ('/usr/bin/python3', sys.executable):
-        if os.path.exists(python) and run_quiet([python, '-c', 'import libvirt']).returncode == 0:
-            return python, None
-    return None, 'libvirt-python is not installed (Debian: python3-libvirt)'
+LIBVIRT_TASK = '''    - name: alv {rep}
+      qmp.balloon.balloon_stats_info:
+        transport: libvirt
+        libvirt_uri: "{uri}"
+{select}
+'''
 
 
-def bench_libvirt(count, reps, work, uri):
-    """(d) on COUNT transient paused libvirt domains; None and a note when libvirt is not usable."""
-    python, why_not = libvirt_status(uri)
-    if why_not:
-        return None, why_not
-    virsh = shutil.which('virsh')
-    qemu = shutil.which('qemu-system-x86_64') or '/usr/bin/qemu-system-x86_64'
-    names = ['qbbench-%02d' % index for index in range(count)]
-    created = []
+def last_json(text):
+    """The JSON object on the last line that has one (libvirt_ctl.py prints one per command)."""
+    for line in reversed((text or '').strip().splitlines()):
+        line = line.strip()
+        if line.startswith('{'):
+            with contextlib.suppress(ValueError):
+                return json.loads(line)
+    return None
 
-    def destroy():
-        for name in created:
-            run_quiet([virsh, '-c', uri, 'destroy', name])
-        del created[:]
-    _CLEANUP.append(destroy)
-    directory = os.path.join(work, 'libvirt')
-    os.makedirs(directory, exist_ok=True)
-    try:
-        for name in names:
-            path = os.path.join(directory, name + '.xml')
+
+def libvirt_python(candidates):
+    """The first interpreter that imports libvirt-python, or None."""
+    for python in candidates:
+        if python and os.path.exists(python) and run_quiet([python, '-c', 'import libvirt']).returncode == 0:
+            return python
+    return None
+
+
+class LibvirtDomains(object):
+    """COUNT transient paused libvirt domains lvt-qbbNN (64 MiB, virtio balloon, stats period INTERVAL s).
+
+    Without a URI, on a private libvirtd that tests/integration/targets/libvirt_transport/files/libvirt_ctl.py
+    starts (check, start, domain --no-kernel, stop: as the libvirt_transport target uses it; no guest
+    boots, and each domain is suspended at once, as the QMP VMs run -S); with a URI, on that libvirtd
+    (virsh create --paused). stop() removes everything and is registered for errors and Ctrl-C too.
+    """
+
+    def __init__(self, python, count, uri=None):
+        self.python = python
+        self.count = count
+        self.external = bool(uri)
+        self.uri = uri
+        self.virsh = shutil.which('virsh')
+        self.directory = None
+        self.names = []
+        self.created = []
+        self.info = {'private': not self.external}
+        self.stopped = False
+
+    def start(self):
+        """None when the domains are there, else why not (one sentence)."""
+        _CLEANUP.append(self.stop)
+        if not self.virsh:
+            return 'virsh is not installed (no libvirt on this machine)'
+        if self.external:
+            check = run_quiet([self.virsh, '-c', self.uri, 'version'])
+            if check.returncode != 0:
+                return 'libvirtd does not answer on %s: %s' % (self.uri, check.stdout.strip()[-200:])
+            self.directory = tempfile.mkdtemp(prefix='qbl-', dir='/tmp')
+        else:
+            check = run_quiet([self.python, LIBVIRT_CTL, 'check'], timeout=60)
+            data = last_json(check.stdout)
+            if check.returncode != 0 or data is None:
+                return 'libvirt_ctl.py check failed: %s' % check.stdout.strip()[-300:]
+            if data.get('skip'):
+                return data['skip']
+            # Its own directory under /tmp (libvirt_ctl.py makes it 0755): short socket paths.
+            self.directory = tempfile.mkdtemp(prefix='qbl-', dir='/tmp')
+            started = time.perf_counter()
+            result = run_quiet([self.python, LIBVIRT_CTL, 'start', '--dir', self.directory], timeout=180)
+            data = last_json(result.stdout)
+            if result.returncode != 0 or data is None:
+                return 'libvirt_ctl.py start failed: %s' % result.stdout.strip()[-300:]
+            if data.get('skip'):
+                return data['skip']
+            self.uri = data['uri']
+            self.info['libvirtd_start_s'] = time.perf_counter() - started
+        self.info['uri'] = self.uri
+        version = run_quiet([self.virsh, '-c', self.uri, 'version'])
+        self.info['version'] = ' / '.join(line.strip() for line in version.stdout.splitlines() if line.strip())
+        names = ['%s%02d' % (LIBVIRT_PREFIX, index) for index in range(self.count)]
+        started = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            errors = [error for error in pool.map(self._create, names) if error]
+        self.info['create_s'] = time.perf_counter() - started
+        if errors:
+            return errors[0]
+        self.names = names
+        return None
+
+    def _create(self, name):
+        if self.external:
+            path = os.path.join(self.directory, name + '.xml')
             with open(path, 'w') as handle:
-                handle.write(DOMAIN_XML.format(name=name, qemu=qemu, interval=INTERVAL))
-            result = run_quiet([virsh, '-c', uri, 'create', path, '--paused'])
+                handle.write(DOMAIN_XML.format(name=name, qemu=shutil.which('qemu-system-x86_64') or '/usr/bin/qemu-system-x86_64',
+                                               interval=INTERVAL))
+            result = run_quiet([self.virsh, '-c', self.uri, 'create', path, '--paused'], timeout=120)
             if result.returncode != 0:
-                return None, 'virsh create failed: %s' % result.stdout.strip()[-300:]
-            created.append(name)
-        out = {'virsh': [], 'getall': [], 'memorystats': [], 'rss_mb': [], 'domains': count}
-        for _repeat in range(reps):
+                return 'virsh create %s failed: %s' % (name, result.stdout.strip()[-300:])
+            self.created.append(name)
+            return None
+        result = run_quiet([self.python, LIBVIRT_CTL, 'domain', '--dir', self.directory, '--name', name, '--how', 'create',
+                            '--mem', '64', '--period', str(INTERVAL), '--no-kernel'], timeout=120)
+        if result.returncode != 0:
+            return 'libvirt_ctl.py domain %s failed: %s' % (name, result.stdout.strip()[-300:])
+        result = run_quiet([self.virsh, '-c', self.uri, 'suspend', name], timeout=60)
+        if result.returncode != 0:
+            return 'virsh suspend %s failed: %s' % (name, result.stdout.strip()[-300:])
+        return None
+
+    def stop(self):
+        if self.stopped:
+            return
+        self.stopped = True
+        if self.external:
+            for name in self.created:
+                run_quiet([self.virsh, '-c', self.uri, 'destroy', name], timeout=60)
+        elif self.directory:
+            started = time.perf_counter()
+            if self.names and self.uri:
+                # 4 at a time here (libvirt_ctl.py stop ends them one by one); stop then ends the daemons
+                # and whatever is left.
+                with concurrent.futures.ThreadPoolExecutor(4) as pool:
+                    list(pool.map(lambda name: run_quiet([self.virsh, '-c', self.uri, 'destroy', name], timeout=60), self.names))
+            result = run_quiet([self.python, LIBVIRT_CTL, 'stop', '--dir', self.directory], timeout=180)
+            self.info['stop'] = last_json(result.stdout) or result.stdout.strip()[-300:]
+            self.info['stop_s'] = time.perf_counter() - started
+            if result.returncode != 0:
+                log('libvirt_ctl.py stop: %s' % result.stdout.strip()[-300:])
+        if self.directory:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def bench_libvirt(runner, python, count, reps, uri=None):
+    """(d) and (a-lv) on COUNT libvirt domains; (None, why not) when libvirt is not usable here."""
+    lv_python = libvirt_python([python, '/usr/bin/python3', sys.executable])
+    if lv_python is None:
+        return None, 'libvirt-python is not installed in %s (pip install libvirt-python==9.0.0)' % python
+    domains = LibvirtDomains(python, count, uri)
+    out = None
+    try:
+        try:
+            why_not = domains.start()
+        except subprocess.TimeoutExpired as exc:
+            why_not = 'timed out: %s' % exc
+        if why_not:
+            return None, why_not
+        uri = domains.uri
+        out = {'virsh': [], 'getall': [], 'memorystats': [], 'rss_mb': [], 'domains': count, 'a_lv': [], 'a_lv_module': [],
+               'a_lv_cpu': [], 'a_lv_rss_mb': [], 'a_lv_phases': [], 'errors': [], 'python': lv_python,
+               'a_lv_select': 'targets' if domains.external else 'all_domains'}
+
+        def d_once():
             start = time.perf_counter()
-            for name in names:
-                result = run_quiet([virsh, '-c', uri, 'dommemstat', name])
-                if result.returncode != 0:
-                    return None, 'virsh dommemstat %s failed: %s' % (name, result.stdout.strip()[-300:])
+            for name in domains.names:
+                result = run_quiet([domains.virsh, '-c', uri, 'dommemstat', name])
+                if result.returncode != 0 or 'actual' not in result.stdout:
+                    out['errors'].append('virsh dommemstat %s: %s' % (name, result.stdout.strip()[-300:]))
+                    return
             out['virsh'].append(time.perf_counter() - start)
-            wall, rss_kb, code, output, errors, _cpu = timed_child(
-                [python, LIBVIRT_READ, '--uri', uri, '--prefix', 'qbbench-', '--mode', 'getall'])
-            if code != 0:
-                return None, 'libvirt_read.py failed: %s %s' % (output[-300:], errors[-300:])
-            out['getall'].append(wall)
-            out['rss_mb'].append(rss_kb / 1024.0)
-            wall, rss_kb, code, output, errors, _cpu = timed_child(
-                [python, LIBVIRT_READ, '--uri', uri, '--prefix', 'qbbench-', '--mode', 'memorystats'])
-            if code == 0:
-                out['memorystats'].append(wall)
+            for mode, key in (('getall', 'getall'), ('memorystats', 'memorystats')):
+                wall, rss_kb, code, output, errors, _cpu = timed_child(
+                    [lv_python, LIBVIRT_READ, '--uri', uri, '--prefix', LIBVIRT_PREFIX, '--mode', mode])
+                data = last_json(output) if code == 0 else None
+                if not data or data.get('domains') != count:
+                    out['errors'].append('libvirt_read.py --mode %s: %s %s' % (mode, output[-300:], errors[-300:]))
+                    return
+                out[key].append(wall)
+                if mode == 'getall':
+                    out['rss_mb'].append(rss_kb / 1024.0)
+
+        # (d) brackets the (a-lv) playbook, half before and half after, like the floors in bench_set.
+        for _repeat in range((reps + 1) // 2):
+            d_once()
+        if domains.external:
+            select = '        targets: %s' % json.dumps([{'domain': name} for name in domains.names])
+        else:
+            select = '        all_domains: true'
+        tasks = ''.join(LIBVIRT_TASK.format(rep=rep, uri=uri, select=select) for rep in range(1, reps + 1))
+        log('libvirt: playbook with %d repeats of (a-lv) over %d domains' % (reps, count))
+        run = runner.run('libvirt', LIBVIRT_PLAYBOOK.format(tasks=tasks), '[bench]\nlocalhost ansible_connection=local\n')
+        out['playbook_wall'] = run['wall']
+        out['playbook_dir'] = run['dir']
+        for rep in range(1, reps + 1):
+            task = task_by_name(run['tasks'], 'alv %d' % rep)
+            problem = task_ok(task)
+            if not problem and any(data.get('vms') != count for data in task['hosts'].values()):
+                problem = 'read %s domains, expected %d' % ([data.get('vms') for data in task['hosts'].values()], count)
+            if problem:
+                out['errors'].append('alv %d: %s' % (rep, problem))
+                continue
+            summary = module_summary(task, run['modules'])
+            out['a_lv'].append(task['duration'])
+            out['a_lv_module'].append(summary.get('module_s'))
+            out['a_lv_cpu'].append(summary.get('cpu_s'))
+            out['a_lv_rss_mb'].append(summary.get('peak_rss_mb'))
+            out['a_lv_phases'].append(summary.get('phases'))
+        for _repeat in range(reps // 2):
+            d_once()
         return out, None
     finally:
-        destroy()
+        domains.stop()
+        if out is not None:
+            out['libvirt'] = domains.info
 
 
 # ---------------------------------------------------------------------------------------------
@@ -701,7 +902,7 @@ def concurrency_sweep(python, collections, sockets, work, reps, levels):
             if isinstance(row[key], list):
                 row[key] = median(row[key])
         rows.append(row)
-    return {'vms': len(sockets), 'rows': rows}
+    return {'vms': len(sockets), 'rows': rows, 'reps': reps}
 
 
 def run_profile(bench_python, ansible, sockets, work):
@@ -769,6 +970,8 @@ def table(results):
                  '(c), (d): whole processes. Medians of %d repeats. * = extrapolated from a sample.' % results['reps'])
     lines.append('(d)/(a): virsh dommemstat per domain / one getAllDomainStats, each over (a). hold: median connection '
                  'hold time per VM (connect to close) in the module / in the floor.')
+    lines.append('(e) 1st: a change of the interval on every VM (0 -> %d in repeat 1, then %d -> %d, %d -> %d, ...); '
+                 '(e) 2nd: the same interval again (no change).' % (INTERVAL, INTERVAL, 2 * INTERVAL, 2 * INTERVAL, INTERVAL))
     return '\n'.join(lines)
 
 
@@ -805,7 +1008,8 @@ def fleet_table(fleet):
 
 
 def sweep_table(sweep):
-    lines = ['Concurrency sweep on %d fake VMs (engine without Ansible vs floor; loop time s, median hold ms):' % sweep['vms']]
+    lines = ['Concurrency sweep on %d fake VMs (engine without Ansible vs floor; loop time s, median hold ms; medians of %s repeats):'
+             % (sweep['vms'], sweep.get('reps', '?'))]
     rows = [('concurrency', 'engine loop s', 'engine hold ms', 'floor loop s', 'floor hold ms')]
     for row in sweep['rows']:
         rows.append((str(row['concurrency']), fmt(row['engine_loop_s'], digits=3), fmt(row['engine_hold_median_ms'], digits=1),
@@ -813,6 +1017,38 @@ def sweep_table(sweep):
     widths = [max(len(row[index]) for row in rows) for index in range(len(rows[0]))]
     for row in rows:
         lines.append('  '.join(cell.rjust(width) for cell, width in zip(row, widths)))
+    return '\n'.join(lines)
+
+
+def libvirt_table(results):
+    """(d) and (a-lv) on the libvirt domains, next to (a) on the same number of QMP VMs."""
+    sets = [result for result in results['sets'] if result.get('d')]
+    if not sets:
+        return ''
+    first = sets[0]['d'].get('libvirt', {})
+    lines = ['libvirt: %s domains on %s (%s; transient, paused, 64 MiB, virtio balloon, stats period %d s):'
+             % (sets[0]['d']['domains'], 'a private libvirtd started by libvirt_ctl.py' if first.get('private') else first.get('uri'),
+                first.get('version', '?'), INTERVAL),
+             '(d): whole processes (virsh dommemstat per domain; libvirt_read.py: one getAllDomainStats(BALLOON), or memoryStats() per domain);',
+             '(a-lv): one balloon_stats_info task with transport: libvirt, %s, timed as (a); (a): the QMP set of the same size.'
+             % ('all_domains: true' if sets[0]['d'].get('a_lv_select') == 'all_domains' else 'targets: [{domain: ...}]')]
+    header = ('set', 'domains', '(d) virsh s', '(d) getAll s', '(d) memoryStats s', '(a-lv) task s', '(a-lv) module s', '(a-lv) peak MB',
+              '(a-lv)/(d getAll)', 'mod/(d getAll)', '(a) task s', '(d getAll)/(a)', '(d virsh)/(a)')
+    rows = [header]
+    for result in sets:
+        med = result['median']
+        rows.append((result['label'], str(result['d']['domains']), fmt(med.get('d_virsh')), fmt(med.get('d_getall'), digits=3),
+                     fmt(med.get('d_memorystats'), digits=3), fmt(med.get('a_lv')), fmt(med.get('a_lv_module')),
+                     fmt(med.get('a_lv_rss_mb'), digits=0), fmt(med.get('a_lv_over_d_getall'), digits=1),
+                     fmt(med.get('a_lv_module_over_d_getall'), digits=1), fmt(med.get('a')), fmt(med.get('d_getall_over_a'), digits=2),
+                     fmt(med.get('d_virsh_over_a'), digits=2)))
+    widths = [max(len(row[index]) for row in rows) for index in range(len(header))]
+    for row in rows:
+        lines.append('  '.join(cell.rjust(width) for cell, width in zip(row, widths)))
+    info = first
+    lines.append('libvirtd start %s s, %s domains created in %s s (4 at a time), all removed and the daemons stopped in %s s.'
+                 % (fmt(info.get('libvirtd_start_s'), digits=1), sets[0]['d']['domains'], fmt(info.get('create_s'), digits=1),
+                    fmt(info.get('stop_s'), digits=1)))
     return '\n'.join(lines)
 
 
@@ -838,6 +1074,12 @@ def check_targets(results):
             checks.append(('%s real QEMU VMs: (a) task <= 2x (c)' % label.split('-')[1], med['a_over_c'] is not None and med['a_over_c'] <= 2,
                            '(a) %s s, (c) %s s, ratio %s (module alone: %s)'
                            % (fmt(med['a']), fmt(med['c']), fmt(med['a_over_c'], digits=2), fmt(med['a_module_over_c'], digits=2))))
+            if med.get('d_getall') is not None:
+                checks.append(('%s real QEMU VMs: (a) faster than getAllDomainStats on as many libvirt domains' % label.split('-')[1],
+                               med['a'] is not None and med['a'] < med['d_getall'],
+                               '(a) %s s, (d) getAll %s s: (d)/(a) %s; the libvirt transport (a-lv) %s s: (a-lv)/(d getAll) %s'
+                               % (fmt(med['a']), fmt(med['d_getall'], digits=3), fmt(med['d_getall_over_a'], digits=2),
+                                  fmt(med.get('a_lv')), fmt(med.get('a_lv_over_d_getall'), digits=1))))
     fakes = [(label, med) for label, med in by_label.items() if label.startswith('fake-')]
     for label, med in fakes:
         checks.append(('%s: median hold per VM < 10 ms (module)' % label, med['a_hold_median_ms'] is not None and med['a_hold_median_ms'] < 10,
@@ -858,21 +1100,28 @@ def parse_args(argv):
     parser.add_argument('--reps', type=int, help='repeats of every point (default 5; smoke 1)')
     parser.add_argument('--b-sample', type=int, default=10, help='(b) loop items per repeat for sets above --b-full (default 10)')
     parser.add_argument('--skip-b', action='store_true', help='leave out (b) (for quick A/B runs of a patch)')
-    parser.add_argument('--b-full', type=int, default=100, help='largest set whose (b) loop covers every VM (default 100)')
+    parser.add_argument('--b-full', type=int, default=10,
+                        help='largest set whose (b) loop covers every VM in every repeat (default 10: N=10 in full; '
+                             'N=100, N=1000 and M=20 by a sample of --b-sample VMs per repeat, extrapolated)')
     parser.add_argument('--fleet', default=None, help='HOSTSxVMS for the fleet run (default 50x20; smoke 2x2; 0 = none)')
     parser.add_argument('--forks', type=int, default=5, help='forks for the fleet run (Ansible default 5)')
     parser.add_argument('--no-sweep', action='store_true', help='skip the concurrency sweep')
+    parser.add_argument('--sweep-reps', type=int, default=3, help='repeats of each concurrency level in the sweep (default 3)')
     parser.add_argument('--no-profile', action='store_true', help='skip the py-spy profile')
     parser.add_argument('--no-plot', action='store_true', help='skip the plot (and the bench venv)')
     parser.add_argument('--ansible-venv', help='venv with ansible-core and qemu.qmp (default .venv/2.19, else the bench venv)')
     parser.add_argument('--bench-venv', default=os.path.join(ROOT, '.venv', 'bench'), help='venv for matplotlib/py-spy')
     parser.add_argument('--collection-root', default=ROOT, help='the qmp.balloon tree to measure (default: this checkout)')
-    parser.add_argument('--libvirt-uri', default='qemu:///system')
+    parser.add_argument('--libvirt-uri', help='(d), (a-lv) on this existing libvirtd (default: start a private one with '
+                                              'tests/integration/targets/libvirt_transport/files/libvirt_ctl.py)')
+    parser.add_argument('--no-libvirt', action='store_true', help='leave out (d) and (a-lv) (default in the smoke run)')
     parser.add_argument('--keep-work', action='store_true', help='keep the temporary work directory')
     args = parser.parse_args(argv)
     if args.smoke:
         defaults = dict(out=os.path.join(ROOT, 'build', 'bench-smoke'), sizes='3', qemu=1, reps=1, fleet='2x2')
-        args.no_sweep = args.no_profile = args.no_plot = True
+        # No libvirtd in make test: only one privileged libvirt daemon can run on a host, and the
+        # libvirt_transport integration target may be starting its own.
+        args.no_sweep = args.no_profile = args.no_plot = args.no_libvirt = True
     else:
         defaults = dict(out=os.path.join(BENCH, 'results'), sizes='10,100,1000', qemu=20, reps=5, fleet='50x20')
     for key, value in defaults.items():
@@ -905,7 +1154,7 @@ def main(argv=None):
         ansible_venv = None
     if need_bench_venv:
         base = base_python_of(os.path.join(ansible_venv, 'bin', 'python')) if ansible_venv else sys.executable
-        bench_python = ensure_bench_venv(args.bench_venv, base)
+        bench_python = ensure_bench_venv(args.bench_venv, base, with_ansible=ansible_venv is None)
         if bench_python is None:
             notes.append('the bench venv could not be created: no plot, no profile')
         if ansible_venv is None:
@@ -940,7 +1189,7 @@ def main(argv=None):
                     results['profile'] = run_profile(bench_python, ansible, fake.sockets, work)
                 if size == sweep_size and not args.no_sweep:
                     log('%s: concurrency sweep' % label)
-                    results['sweep'] = concurrency_sweep(python, collections, fake.sockets, work, args.reps, (1, 2, 4, 8, 16, 32))
+                    results['sweep'] = concurrency_sweep(python, collections, fake.sockets, work, args.sweep_reps, (1, 2, 4, 8, 16, 32))
             finally:
                 fake.stop()
             summarise_set(result)
@@ -954,15 +1203,21 @@ def main(argv=None):
                 log('%s: starting %d QEMU VMs (-S, 64 MiB)' % (label, args.qemu))
                 vms = QemuVMs(python, os.path.join(work, 'q'), args.qemu)
                 try:
-                    result = bench_set(ansible, label, 'qemu', vms.sockets, args.reps, None, python, notes, args.skip_b)
+                    b_sample = args.b_sample if args.qemu > args.b_full else None
+                    result = bench_set(ansible, label, 'qemu', vms.sockets, args.reps, b_sample, python, notes, args.skip_b)
                 finally:
                     vms.stop()
-                log('%s: (d) libvirt' % label)
-                d, why_not = bench_libvirt(args.qemu, args.reps, work, args.libvirt_uri)
-                if d is None:
-                    notes.append('(d) libvirt skipped: %s' % why_not)
+                if args.no_libvirt:
+                    notes.append('(d) and (a-lv) libvirt: left out (--no-libvirt%s)' % (', the smoke run' if args.smoke else ''))
                 else:
-                    result['d'] = d
+                    log('%s: (d) libvirt and (a-lv) on %d libvirt domains (%s)'
+                        % (label, args.qemu, args.libvirt_uri or 'a private libvirtd, libvirt_ctl.py'))
+                    d, why_not = bench_libvirt(ansible, python, args.qemu, args.reps, args.libvirt_uri)
+                    if d is None:
+                        notes.append('(d) and (a-lv) libvirt skipped: %s' % why_not)
+                    else:
+                        result['d'] = d
+                        result['errors'] += ['libvirt: %s' % error for error in d['errors']]
                 summarise_set(result)
                 results['sets'].append(result)
                 failures += ['%s: %s' % (label, error) for error in result['errors']]
@@ -984,6 +1239,8 @@ def main(argv=None):
     results['failures'] = failures
     os.makedirs(args.out, exist_ok=True)
     text = [table(results), '', phases_table(results)]
+    if libvirt_table(results):
+        text += ['', libvirt_table(results)]
     if results.get('sweep'):
         text += ['', sweep_table(results['sweep'])]
     if results.get('fleet'):
