@@ -11,7 +11,7 @@
                               1 repeat, no libvirt/plot/profile; exits 1 when any measured task failed
 
 Methods, for every set of VMs (docs/performance.md says more):
-  (a) one balloon_stats_info task over all targets
+  (a) one balloon_stats_info task over all targets; (a0) the same task with targets: [] (Ansible's fixed cost)
   (b) the same VMs, one balloon_stats_info call per VM (loop:); for sets above --b-full VMs
       (default 10: N=100, N=1000 and M=20) a sample of --b-sample (10) VMs per repeat (a different
       slice each repeat), extrapolated linearly (said so in the output): a loop's items are
@@ -424,7 +424,10 @@ SET_PLAYBOOK = '''---
 # (e): the first run of every repeat changes the interval (0 -> 10, then 10 -> 20, 20 -> 10, ...:
 # the same read, write, read-back as 0 -> 10), the second sets the same value again (no change).
 # No reset task between the repeats: it would cost one more module run over all VMs per repeat.
-REP_TASKS = '''    - name: a {rep}
+REP_TASKS = '''    - name: a0 {rep}
+      qmp.balloon.balloon_stats_info:
+        targets: []
+    - name: a {rep}
       qmp.balloon.balloon_stats_info:
         targets: "{{{{ bench_targets }}}}"
     - name: b {rep}
@@ -459,7 +462,7 @@ def bench_set(runner, label, kind, sockets, reps, b_sample, floor_python, notes,
 
     b_count = n if not b_sample or b_sample >= n else b_sample
     result = {'label': label, 'kind': kind, 'n': n, 'reps': reps, 'b_items': b_count, 'b_extrapolated': b_count < n,
-              'a': [], 'a_module': [], 'a_rss_mb': [], 'a_phases': [], 'a_hold': [], 'b': [], 'b_items_s': [],
+              'a': [], 'a0': [], 'a0_module': [], 'a_module': [], 'a_rss_mb': [], 'a_phases': [], 'a_hold': [], 'b': [], 'b_items_s': [],
               'b_rss_mb': [], 'b_module_s': [], 'e1': [], 'e2': [], 'e1_module': [], 'e2_module': [], 'e_rss_mb': [],
               'c': [], 'c_cpu': [], 'a_cpu': [], 'c_raw': [], 'c_raw_cpu': [], 'c_rss_mb': [], 'c_hold': [],
               'c_commands_per_vm': None, 'a_commands_per_vm': None, 'errors': []}
@@ -506,7 +509,7 @@ def bench_set(runner, label, kind, sockets, reps, b_sample, floor_python, notes,
     if problem:
         result['errors'].append('reset: %s' % problem)
     for rep in range(1, reps + 1):
-        for key, expect in (('a', False), ('b', False), ('e1', True), ('e2', False)):
+        for key, expect in (('a0', False), ('a', False), ('b', False), ('e1', True), ('e2', False)):
             if key == 'b' and skip_b:
                 continue
             task = task_by_name(run['tasks'], '%s %d' % (key, rep))
@@ -515,7 +518,11 @@ def bench_set(runner, label, kind, sockets, reps, b_sample, floor_python, notes,
                 result['errors'].append('%s %d: %s' % (key, rep, problem))
                 continue
             summary = module_summary(task, run['modules'])
-            if key == 'a':
+            if key == 'a0':
+                # The same module over no VM: Ansible's fixed cost of one task with this module.
+                result['a0'].append(task['duration'])
+                result['a0_module'].append(summary.get('module_s'))
+            elif key == 'a':
                 result['a'].append(task['duration'])
                 result['a_module'].append(summary.get('module_s'))
                 result['a_cpu'].append(summary.get('cpu_s'))
@@ -540,7 +547,7 @@ def bench_set(runner, label, kind, sockets, reps, b_sample, floor_python, notes,
 
 
 def summarise_set(result):
-    keys = ('a', 'a_module', 'a_cpu', 'c_cpu', 'c_raw', 'c_raw_cpu', 'b', 'c', 'e1', 'e2', 'e1_module', 'e2_module', 'b_items_s',
+    keys = ('a', 'a0', 'a0_module', 'a_module', 'a_cpu', 'c_cpu', 'c_raw', 'c_raw_cpu', 'b', 'c', 'e1', 'e2', 'e1_module', 'e2_module', 'b_items_s',
             'b_module_s')
     med = {key: median(result.get(key, [])) for key in keys}
     med['a_rss_mb'] = max([value for value in result['a_rss_mb'] if value is not None] or [None]) if any(result['a_rss_mb']) else None
@@ -555,6 +562,9 @@ def summarise_set(result):
     if phases:
         med['a_phases'] = {key: median([phase.get(key) for phase in phases]) for key in phases[0]}
     med['a_over_c'] = ratio(med['a'], med['c'])
+    # What the VMs add to the task, over the task with no VM (Ansible's fixed cost), against the floor.
+    med['a_net'] = (med['a'] - med['a0']) if med['a'] is not None and med['a0'] is not None else None
+    med['a_net_over_c'] = ratio(med['a_net'], med['c'])
     med['a_module_over_c'] = ratio(med['a_module'], med['c'])
     med['a_cpu_over_c_cpu'] = ratio(med['a_cpu'], med['c_cpu'])
     med['b_over_a'] = ratio(med['b'], med['a'])
@@ -948,7 +958,7 @@ def fmt(value, unit='', digits=2):
 def table(results):
     sets = results['sets']
     lines = []
-    header = ('set', 'VMs', '(a) task s', '(a) module s', '(c) floor s', '(a)/(c)', 'mod/(c)', '(b) s', '(b)/(a)',
+    header = ('set', 'VMs', '(a) task s', '(a) module s', '(a0) s', '(c) floor s', '(a)/(c)', 'mod/(c)', '(a-a0)/(c)', '(b) s', '(b)/(a)',
               '(d) virsh s', '(d) getAll s', '(d)/(a)', '(e) 1st s', '(e) 2nd s', 'peak MB', 'hold ms mod/floor')
     rows = [header]
     for result in sets:
@@ -957,8 +967,8 @@ def table(results):
         d_over = '-'
         if med.get('d_virsh_over_a') is not None:
             d_over = '%s / %s' % (fmt(med['d_virsh_over_a'], digits=1), fmt(med['d_getall_over_a'], digits=2))
-        rows.append((result['label'], str(result['n']), fmt(med['a']), fmt(med['a_module']), fmt(med['c']), fmt(med['a_over_c'], digits=1),
-                     fmt(med['a_module_over_c'], digits=1), b, fmt(med['b_over_a'], digits=0), fmt(med.get('d_virsh')),
+        rows.append((result['label'], str(result['n']), fmt(med['a']), fmt(med['a_module']), fmt(med.get('a0')), fmt(med['c']),
+                     fmt(med['a_over_c'], digits=1), fmt(med['a_module_over_c'], digits=1), fmt(med.get('a_net_over_c'), digits=1), b, fmt(med['b_over_a'], digits=0), fmt(med.get('d_virsh')),
                      fmt(med.get('d_getall')), d_over, fmt(med['e1']), fmt(med['e2']), fmt(med['a_rss_mb'], digits=0),
                      '%s / %s' % (fmt(med['a_hold_median_ms'], digits=1), fmt(med['c_hold_median_ms'], digits=1))))
     widths = [max(len(row[index]) for row in rows) for index in range(len(header))]
@@ -968,6 +978,8 @@ def table(results):
             lines.append('  '.join('-' * width for width in widths))
     lines.append('(a), (b), (e): task duration from the task start to its result; module s: the module process alone; '
                  '(c), (d): whole processes. Medians of %d repeats. * = extrapolated from a sample.' % results['reps'])
+    lines.append('(a0): the same module with targets: [] (no VM): what any task with this module costs (Ansible\'s fixed cost); '
+                 '(a-a0)/(c): what the VMs add to the task, over the floor.')
     lines.append('(d)/(a): virsh dommemstat per domain / one getAllDomainStats, each over (a). hold: median connection '
                  'hold time per VM (connect to close) in the module / in the floor.')
     lines.append('(e) 1st: a change of the interval on every VM (0 -> %d in repeat 1, then %d -> %d, %d -> %d, ...); '
@@ -1072,8 +1084,10 @@ def check_targets(results):
     for label, med in by_label.items():
         if label.startswith('qemu-'):
             checks.append(('%s real QEMU VMs: (a) task <= 2x (c)' % label.split('-')[1], med['a_over_c'] is not None and med['a_over_c'] <= 2,
-                           '(a) %s s, (c) %s s, ratio %s (module alone: %s)'
-                           % (fmt(med['a']), fmt(med['c']), fmt(med['a_over_c'], digits=2), fmt(med['a_module_over_c'], digits=2))))
+                           '(a) %s s, (c) %s s, ratio %s (module alone: %s); the same task with no VM (a0) %s s, '
+                           '(a-a0)/(c) %s'
+                           % (fmt(med['a']), fmt(med['c']), fmt(med['a_over_c'], digits=2), fmt(med['a_module_over_c'], digits=2),
+                              fmt(med.get('a0')), fmt(med.get('a_net_over_c'), digits=2))))
             if med.get('d_getall') is not None:
                 checks.append(('%s real QEMU VMs: (a) faster than getAllDomainStats on as many libvirt domains' % label.split('-')[1],
                                med['a'] is not None and med['a'] < med['d_getall'],
