@@ -968,7 +968,8 @@ def table(results):
         if med.get('d_virsh_over_a') is not None:
             d_over = '%s / %s' % (fmt(med['d_virsh_over_a'], digits=1), fmt(med['d_getall_over_a'], digits=2))
         rows.append((result['label'], str(result['n']), fmt(med['a']), fmt(med['a_module']), fmt(med.get('a0')), fmt(med['c']),
-                     fmt(med['a_over_c'], digits=1), fmt(med['a_module_over_c'], digits=1), fmt(med.get('a_net_over_c'), digits=1), b, fmt(med['b_over_a'], digits=0), fmt(med.get('d_virsh')),
+                     fmt(med['a_over_c'], digits=1), fmt(med['a_module_over_c'], digits=1), fmt(med.get('a_net_over_c'), digits=1), b,
+                     fmt(med['b_over_a'], digits=0), fmt(med.get('d_virsh')),
                      fmt(med.get('d_getall')), d_over, fmt(med['e1']), fmt(med['e2']), fmt(med['a_rss_mb'], digits=0),
                      '%s / %s' % (fmt(med['a_hold_median_ms'], digits=1), fmt(med['c_hold_median_ms'], digits=1))))
     widths = [max(len(row[index]) for row in rows) for index in range(len(header))]

@@ -21,7 +21,7 @@ class RecordingClient(object):
     def __init__(self):
         self.sent = []
 
-    async def execute(self, command, arguments=None):
+    async def run(self, command, arguments=None):
         self.sent.append((command, arguments))
         return {}
 

@@ -12,12 +12,15 @@ concurrency, and the independence of the VMs of one batch; over unix sockets and
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
 import tempfile
 
 import pytest
+from qemu.qmp import ExecuteError
+from qemu.qmp.protocol import StateError
 
 from ansible_collections.qmp.balloon.plugins.module_utils import _engine, _qmp
 from ansible_collections.qmp.balloon.tests.unit.plugins.module_utils import qmp_fakes
@@ -552,3 +555,36 @@ def test_one_failing_vm_never_affects_the_others(fleets, clock, short_dir, work)
     if work == 'polling':
         assert [model.interval for model in healthy.vms] == [10, 10, 10]
         assert [model.interval for model in broken.vms] == [0, 0, 0]
+
+
+# ---------------------------------------------------------------------------------------------
+# The client: _Client.run() is qemu.qmp's execute() with one serialisation
+# ---------------------------------------------------------------------------------------------
+
+def test_client_run_answers_and_fails_like_execute(fleets):
+    fleet, targets = one(fleets, VMModel(name='vm0', stats_mode='static', interval=10, last_update=NOW - 3))
+    path = targets[0].endpoint.path
+
+    async def scenario():
+        client = _qmp._Client('unit')
+        await client.connect(path)
+        try:
+            for command, arguments in (('query-name', None), ('query-status', None),
+                                       ('qom-get', {'path': qmp_fakes.BALLOON, 'property': 'guest-stats'}),
+                                       ('qom-list', {'path': '/machine/peripheral'})):
+                assert await client.run(command, arguments) == await client.execute(command, arguments)
+            arguments = {'path': '/machine/nowhere', 'property': 'guest-stats'}
+            with pytest.raises(ExecuteError) as by_run:
+                await client.run('qom-get', arguments)
+            with pytest.raises(ExecuteError) as by_execute:
+                await client.execute('qom-get', arguments)
+            assert (by_run.value.error_class, str(by_run.value)) == (by_execute.value.error_class, str(by_execute.value))
+            assert by_run.value.error_class == 'DeviceNotFound'
+        finally:
+            await client.disconnect()
+        with pytest.raises(StateError):
+            await client.run('query-name')
+
+    asyncio.run(scenario())
+    # Each command went out once, as one message with its own id.
+    assert qmp_fakes.commands(fleet.record).count('query-name') == 2
