@@ -157,7 +157,7 @@ class BalloonModule(object):
         self.batch_warnings = []
         self.all_domains = False
         if self.transport == TRANSPORT_LIBVIRT:
-            if not _libvirt.HAS_LIBVIRT:
+            if not _libvirt.load():
                 self.fail(missing_required_lib(_libvirt.LIBVIRT_LIBRARY), exception=_libvirt.LIBVIRT_IMPORT_ERROR)
         elif not HAS_QEMU_QMP:
             self.fail(missing_required_lib('qemu.qmp==%s' % QEMU_QMP_VERSION), exception=QEMU_QMP_IMPORT_ERROR)

@@ -33,14 +33,12 @@ import time
 import traceback
 from xml.etree import ElementTree
 
-try:
-    import libvirt
-    HAS_LIBVIRT = True
-    LIBVIRT_IMPORT_ERROR = None
-except ImportError:
-    libvirt = None
-    HAS_LIBVIRT = False
-    LIBVIRT_IMPORT_ERROR = traceback.format_exc()
+# libvirt-python is imported on first use (load()): its import costs about 75 ms, which
+# every run with transport: qmp would pay for nothing.
+libvirt = None
+#: None until load() tried; then whether libvirt-python could be imported.
+HAS_LIBVIRT = None
+LIBVIRT_IMPORT_ERROR = None
 
 from ansible_collections.qmp.balloon.plugins.module_utils._errors import (
     BalloonError,
@@ -50,6 +48,21 @@ from ansible_collections.qmp.balloon.plugins.module_utils._errors import (
 )
 from ansible_collections.qmp.balloon.plugins.module_utils._engine import REARM_ALWAYS, REARM_NEVER, REARM_STALE
 from ansible_collections.qmp.balloon.plugins.module_utils import _stats
+
+
+def load():
+    """Import libvirt-python once; return whether it is usable (LIBVIRT_IMPORT_ERROR says why not)."""
+    global libvirt, HAS_LIBVIRT, LIBVIRT_IMPORT_ERROR  # pylint: disable=global-statement
+    if HAS_LIBVIRT is None:
+        try:
+            import libvirt as binding  # pylint: disable=import-outside-toplevel
+            libvirt = binding
+            HAS_LIBVIRT = True
+        except ImportError:
+            HAS_LIBVIRT = False
+            LIBVIRT_IMPORT_ERROR = traceback.format_exc()
+    return HAS_LIBVIRT
+
 
 #: The name pip knows the binding by (for missing_required_lib).
 LIBVIRT_LIBRARY = 'libvirt-python'
@@ -280,6 +293,8 @@ class LibvirtSession(object):
 
     def open(self):
         """Connect; raise LibvirtUnreachable with one sentence when libvirtd cannot be reached."""
+        if not load():
+            raise LibvirtUnreachable('cannot use libvirt at %s: the libvirt-python library is not installed' % self.uri)
         # libvirt prints every error on stderr unless a handler is registered; ours are in the result.
         libvirt.registerErrorHandler(_ignore_error, None)
         method = 'openReadOnly' if self.read_only else 'open'

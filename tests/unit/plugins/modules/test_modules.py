@@ -14,11 +14,13 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 
 import pytest
 
-from ansible_collections.qmp.balloon.plugins.module_utils import _common
+from ansible_collections.qmp.balloon.plugins.module_utils import _common, _libvirt
 from ansible_collections.qmp.balloon.plugins.modules import balloon_stats_info, balloon_stats_polling
 from ansible_collections.qmp.balloon.tests.unit.plugins.module_utils import qmp_fakes
 from ansible_collections.qmp.balloon.tests.unit.plugins.module_utils.qmp_fakes import BALLOON, NOW, VMModel, run_module
@@ -257,6 +259,23 @@ def test_single_vm_fields_at_top_level(fleets, clock, transport):
         assert info[key] == info['vms'][0][key], key
     assert (info['health'], info['age'], info['polling_interval']) == ('ok', 3, 10)
     assert info['stats']['total_memory'] == fleet.vms[0].stats['stat-total-memory']
+
+
+def test_qmp_transport_does_not_import_libvirt(fleets, clock, monkeypatch):
+    """libvirt-python costs ~75 ms to import: a transport: qmp run never loads it."""
+    monkeypatch.setattr(_libvirt, 'libvirt', None)
+    monkeypatch.setattr(_libvirt, 'HAS_LIBVIRT', None)
+    fleet = fleets.fleet_of([static_vm('guest', interval=10)])
+    for module, args in ((balloon_stats_polling, {'interval': 10}), (balloon_stats_info, {})):
+        result = run_module(module, dict(args, socket=fleet[0].path))
+        assert result['failed'] is False, result.get('msg')
+    assert (_libvirt.HAS_LIBVIRT, _libvirt.libvirt) == (None, None)
+    # Importing the modules does not import it either (checked in a fresh interpreter).
+    code = ('import sys; from ansible_collections.qmp.balloon.plugins.modules import balloon_stats_info, balloon_stats_polling; '
+            'print(sorted(name for name in sys.modules if name == "libvirt" or name.startswith("libvirt.")))')
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(path for path in sys.path if path))
+    fresh = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True, check=True)
+    assert fresh.stdout.strip() == '[]', fresh.stdout + fresh.stderr
 
 
 @pytest.mark.parametrize('module', sorted(MODULES))
