@@ -23,6 +23,7 @@ SERIES = (
     ('e1', '(e) balloon_stats_polling, first run', 'tab:purple', 'v'),
     ('e2', '(e) balloon_stats_polling, second run', 'tab:pink', '^'),
     ('a_module', '(a) its module process alone', 'tab:cyan', 's'),
+    ('a0', '(a0) the same task with no VM (Ansible fixed cost)', 'tab:gray', 'X'),
     ('c', '(c) floor: qemu.qmp script, no Ansible', 'tab:green', 'D'),
     ('c_raw', '(c) raw: same reads, plain asyncio, no qemu.qmp', 'tab:olive', 'P'),
 )
