@@ -230,12 +230,6 @@ async def configure_polling(session, path, interval, rearm, check_mode):
     return result
 
 
-async def _settle(tasks):
-    """Wait for ``tasks``; raise the first error among them in order."""
-    if tasks:
-        await together(*tasks)
-
-
 async def _handle_one(target, work, timeout):
     """One VM: open, name, locate, verify, work, close.
 
@@ -266,9 +260,9 @@ async def _handle_one(target, work, timeout):
             session.hold_writes_until(verified)
             fields = await work(session, path)
         except Exception:  # pylint: disable=broad-except
-            await _settle(pending)
+            await together(*pending)
             raise
-        await _settle(pending)
+        await together(*pending)
         result.update(fields)
     except BalloonError as exc:
         result['failed'] = True
@@ -311,11 +305,12 @@ async def _run(targets, work, concurrency, timeout, slow_after):
     async def one(target):
         async with opened:
             await active.acquire()
-            slot = [True]
+            holding = True
 
             def give_back():
-                if slot[0]:
-                    slot[0] = False
+                nonlocal holding
+                if holding:
+                    holding = False
                     active.release()
 
             timer = loop.call_later(slow_after, give_back)
