@@ -4,8 +4,8 @@
 #
 #   1. Debian packages qemu-system-x86 busybox-static linux-image-cloud-amd64 kmod (and a
 #      Python venv module if missing): apt-get as root; otherwise prints the command, exits 1.
-#   2. Controller venv with ansible-core 2.19.14 and requirements.txt: .venv/2.19 through
-#      scripts/setup-venvs.sh when Python 3.11 is there, else .venv/demo (Python 3.11-3.13).
+#   2. Controller venv .venv/demo (Python 3.11-3.13) with ansible-core 2.19.14,
+#      requirements/controller.txt and requirements/hypervisor.txt; made once, then reused.
 #   3. Boots 3 guests (128, 192, 256 MiB; the last one churns 48 MiB) in /tmp/qmpb-demo.XXXXXX
 #      and waits until each has reported stats once.
 #   4. ansible-playbook -i demo/inventory.yml demo/playbook.yml (localhost is the hypervisor).
@@ -142,37 +142,25 @@ py_minor() {
     "$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])'
 }
 
-# The Python 3.11 that scripts/setup-venvs.sh would pick (pyenv first, then PATH).
-shared_venv_python() {
-    local version
-    if command -v pyenv >/dev/null 2>&1; then
-        version="$(pyenv versions --bare 2>/dev/null | grep -E '^3\.11\.[0-9]+$' | sort -V | tail -n 1 || true)"
-        if [ -n "${version}" ]; then
-            echo "$(pyenv prefix "${version}")/bin/python3.11"
-            return 0
-        fi
-    fi
-    if command -v python3.11 >/dev/null 2>&1 && python3.11 -c '' >/dev/null 2>&1; then
-        command -v python3.11
-        return 0
-    fi
-    return 1
-}
-
-# Sets VENV_MODE (shared | own) and BASE_PYTHON, or leaves BASE_PYTHON empty.
+# Sets BASE_PYTHON (a Python 3.11-3.13 for ansible-core's controller), or leaves it empty.
+# pyenv's newest 3.11-3.13 first (the test machines), then python3.13 ... python3 on PATH.
 choose_python() {
-    local candidate
+    local candidate version
     BASE_PYTHON=""
-    VENV_MODE=own
     if [ -n "${DEMO_PYTHON:-}" ]; then
         py_usable "${DEMO_PYTHON}" || die "DEMO_PYTHON=${DEMO_PYTHON} is not Python 3.11-3.13"
         BASE_PYTHON="${DEMO_PYTHON}"
         return 0
     fi
-    if [ -x "${ROOT}/scripts/setup-venvs.sh" ] && candidate="$(shared_venv_python)" && py_usable "${candidate}"; then
-        BASE_PYTHON="${candidate}"
-        VENV_MODE=shared
-        return 0
+    if command -v pyenv >/dev/null 2>&1; then
+        version="$(pyenv versions --bare 2>/dev/null | grep -E '^3\.1[1-3]\.[0-9]+$' | sort -V | tail -n 1 || true)"
+        if [ -n "${version}" ]; then
+            candidate="$(pyenv prefix "${version}")/bin/python${version%.*}"
+            if py_usable "${candidate}"; then
+                BASE_PYTHON="${candidate}"
+                return 0
+            fi
+        fi
     fi
     for candidate in python3.13 python3.12 python3.11 python3; do
         if command -v "${candidate}" >/dev/null 2>&1 && py_usable "${candidate}"; then
@@ -242,27 +230,23 @@ fi
 # 2. Controller venv
 
 say "2/6 Python virtual environment (ansible-core ${CORE})"
-if [ "${VENV_MODE}" = shared ]; then
-    "${ROOT}/scripts/setup-venvs.sh" 2.19
-    VENV="${ROOT}/.venv/2.19"
+# Its own venv, with only what the demo needs: ansible-core, the controller's and the
+# hypervisor's requirements for transport qmp (no libvirt-python, so no libvirt-dev).
+VENV="${ROOT}/.venv/demo"
+stamp="${VENV}/.qmp-balloon-demo-stamp"
+REQUIREMENTS=("${ROOT}/requirements/controller.txt" "${ROOT}/requirements/hypervisor.txt")
+digest="$(cat "${REQUIREMENTS[@]}" "${ROOT}/tests/constraints.txt" | sha256sum | cut -d' ' -f1)-${CORE}-$("${BASE_PYTHON}" -c 'import sys; print(sys.version.split()[0])')"
+if [ -x "${VENV}/bin/python" ] && [ -f "${stamp}" ] && [ "$(cat "${stamp}")" = "${digest}" ]; then
+    note "up to date (${VENV})"
 else
-    VENV="${ROOT}/.venv/demo"
-    stamp="${VENV}/.qmp-balloon-demo-stamp"
-    constraints=()
-    [ -f "${ROOT}/tests/constraints.txt" ] && constraints=(-c "${ROOT}/tests/constraints.txt")
-    digest="$(cat "${ROOT}/requirements.txt" "${constraints[@]:1}" | sha256sum | cut -d' ' -f1)-${CORE}-$("${BASE_PYTHON}" -c 'import sys; print(sys.version.split()[0])')"
-    if [ -x "${VENV}/bin/python" ] && [ -f "${stamp}" ] && [ "$(cat "${stamp}")" = "${digest}" ]; then
-        note "up to date (${VENV})"
-    else
-        note "creating ${VENV} with ${BASE_PYTHON}"
-        rm -rf "${VENV}"
-        "${BASE_PYTHON}" -m venv "${VENV}"
-        # (less pip's warnings about this machine's optional local mirrors, as setup-venvs.sh does)
-        "${VENV}/bin/python" -m pip install --quiet --disable-pip-version-check \
-            "${constraints[@]}" "ansible-core==${CORE}" -r "${ROOT}/requirements.txt" \
-            2> >(grep -v "^WARNING: Location 'file://" >&2)
-        echo "${digest}" > "${stamp}"
-    fi
+    note "creating ${VENV} with ${BASE_PYTHON}"
+    rm -rf "${VENV}"
+    "${BASE_PYTHON}" -m venv "${VENV}"
+    # (less pip's warnings about this machine's optional local mirrors, as setup-venvs.sh does)
+    "${VENV}/bin/python" -m pip install --quiet --disable-pip-version-check \
+        -c "${ROOT}/tests/constraints.txt" "ansible-core==${CORE}" -r "${REQUIREMENTS[0]}" -r "${REQUIREMENTS[1]}" \
+        2> >(grep -v "^WARNING: Location 'file://" >&2)
+    echo "${digest}" > "${stamp}"
 fi
 PY="${VENV}/bin/python"
 "${PY}" -c 'import ansible.release, qemu.qmp, jmespath' 2>/dev/null \

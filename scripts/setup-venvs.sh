@@ -3,7 +3,9 @@
 #   .venv/2.19  Python 3.11 + ansible-core 2.19.14
 #   .venv/2.21  Python 3.13 + ansible-core 2.21.5
 #   .venv/lint  Python 3.13 + ansible-core 2.21.5 + ansible-lint
-# Each gets requirements.txt (what the modules need) and the pinned test tools.
+# Each gets requirements/controller.txt and requirements/hypervisor.txt (the integration tests
+# run the modules on this machine, in the venv) and the pinned test tools; the two test venvs
+# also requirements/hypervisor-libvirt.txt (built from source: libvirt-dev, pkg-config).
 # Idempotent: a venv whose pins have not changed since its last install is left alone,
 # so a second run takes well under a second.
 #
@@ -73,7 +75,7 @@ find_python() {
 }
 
 hash_inputs() {
-    cat "$0" "${ROOT}/requirements.txt" "${ROOT}/tests/constraints.txt" "$@" | sha256sum | cut -d' ' -f1
+    cat "$0" "${ROOT}"/requirements/*.txt "${ROOT}/tests/constraints.txt" "$@" | sha256sum | cut -d' ' -f1
 }
 
 # make_venv NAME PYTHON_MINOR CORE_VERSION REQUIREMENT_FILE...
@@ -120,11 +122,12 @@ make_venv() {
     log "${name}: ready ($("${dir}/bin/python" --version), ansible-core ${installed})"
 }
 
+SIDES=("${ROOT}/requirements/controller.txt" "${ROOT}/requirements/hypervisor.txt")
 for name in "${WANTED[@]}"; do
     case "${name}" in
-        2.19) make_venv 2.19 3.11 "${CORE_2_19}" "${ROOT}/requirements.txt" "${ROOT}/tests/requirements-dev.txt" ;;
-        2.21) make_venv 2.21 3.13 "${CORE_2_21}" "${ROOT}/requirements.txt" "${ROOT}/tests/requirements-dev.txt" ;;
-        lint) make_venv lint 3.13 "${CORE_2_21}" "${ROOT}/requirements.txt" "${ROOT}/tests/requirements-lint.txt" ;;
+        2.19) make_venv 2.19 3.11 "${CORE_2_19}" "${SIDES[@]}" "${ROOT}/requirements/hypervisor-libvirt.txt" "${ROOT}/tests/requirements-dev.txt" ;;
+        2.21) make_venv 2.21 3.13 "${CORE_2_21}" "${SIDES[@]}" "${ROOT}/requirements/hypervisor-libvirt.txt" "${ROOT}/tests/requirements-dev.txt" ;;
+        lint) make_venv lint 3.13 "${CORE_2_21}" "${SIDES[@]}" "${ROOT}/tests/requirements-lint.txt" ;;
     esac
 done
 
