@@ -334,6 +334,12 @@ main() {
         esac
     done
     SECONDS=0
+    # The Debian packages first (apt-get as root; not root: it prints the command and stops),
+    # so that "make test" on a fresh machine needs nothing typed before it.
+    "${ROOT}/scripts/install-system-deps.sh" || {
+        echo "run-tests: the Debian packages above are missing; nothing was run" >&2
+        exit 1
+    }
     for arg in "${suites[@]}"; do
         run_suite "${arg}"
     done
