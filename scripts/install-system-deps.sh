@@ -7,7 +7,9 @@
 #   libvirt-daemon-system         libvirtd, virtlogd and the libvirt-qemu user, for the
 #                                 libvirt transport's integration target (it starts a
 #                                 private libvirtd itself: no service is enabled here)
-#   libvirt-dev, pkg-config       to build libvirt-python (tests/requirements-dev.txt)
+#   libvirt-dev, pkg-config       to build libvirt-python (requirements/hypervisor-libvirt.txt)
+#   python3-venv                  Debian's own Python as a hypervisor's (PEP 668): the role's
+#                                 prepare entry point makes its venv with it
 #   openssl                       TLS material for tests
 #   chromium                      rendering checks of generated reports
 #   rsync                         copy of the collection for ansible-test
@@ -29,6 +31,7 @@ PACKAGES=(
     libvirt-daemon-system
     libvirt-dev
     pkg-config
+    python3-venv
     openssl
     chromium
     rsync
