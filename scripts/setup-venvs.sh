@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Create the controller venvs used by the Makefile and scripts/run-tests.sh:
+#   .venv/2.16  Python 3.12 + ansible-core 2.16.19 (the oldest supported: Automation Platform EEs)
 #   .venv/2.19  Python 3.11 + ansible-core 2.19.14
 #   .venv/2.21  Python 3.13 + ansible-core 2.21.5
 #   .venv/lint  Python 3.13 + ansible-core 2.21.5 + ansible-lint
 # Each gets requirements/controller.txt and requirements/hypervisor.txt (the integration tests
-# run the modules on this machine, in the venv) and the pinned test tools; the two test venvs
+# run the modules on this machine, in the venv) and the pinned test tools; the three test venvs
 # also requirements/hypervisor-libvirt.txt (built from source: libvirt-dev, pkg-config).
+# tests/constraints-NAME.txt, where it exists, overrides pins of tests/constraints.txt for
+# venv NAME only (ansible-core 2.16 needs resolvelib < 1.1).
 # Idempotent: a venv whose pins have not changed since its last install is left alone,
 # so a second run takes well under a second.
 #
 # Usage: scripts/setup-venvs.sh [--force] [--refresh-constraints] [VENV...]
-#   VENV is 2.19, 2.21 or lint (default: all three).
+#   VENV is 2.16, 2.19, 2.21 or lint (default: all four).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,6 +24,7 @@ if ! command -v pyenv >/dev/null 2>&1 && [ -x "${PYENV_ROOT}/bin/pyenv" ]; then
 fi
 VENV_ROOT="${ROOT}/.venv"
 
+CORE_2_16=2.16.19
 CORE_2_19=2.19.14
 CORE_2_21=2.21.5
 
@@ -31,13 +35,13 @@ for arg in "$@"; do
     case "${arg}" in
         --force) FORCE=1 ;;
         --refresh-constraints) REFRESH=1 ;;
-        2.19|2.21|lint) WANTED+=("${arg}") ;;
-        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        2.16|2.19|2.21|lint) WANTED+=("${arg}") ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
         *) echo "setup-venvs: unknown argument: ${arg}" >&2; exit 2 ;;
     esac
 done
 if [ "${#WANTED[@]}" -eq 0 ]; then
-    WANTED=(2.19 2.21 lint)
+    WANTED=(2.16 2.19 2.21 lint)
 fi
 
 log() { echo "setup-venvs: $*"; }
@@ -83,9 +87,11 @@ make_venv() {
     local name="$1" minor="$2" core="$3"
     shift 3
     local dir="${VENV_ROOT}/${name}" stamp python digest req_args=() req
+    local constraints="${ROOT}/tests/constraints.txt" override="${ROOT}/tests/constraints-${name}.txt" hashed=("$@")
     stamp="${dir}/.qmp-balloon-stamp"
     python="$(find_python "${minor}")"
-    digest="$(hash_inputs "$@")-${core}-$("${python}" -c 'import sys; print(sys.version.split()[0])')"
+    [ -f "${override}" ] && hashed+=("${override}")
+    digest="$(hash_inputs "${hashed[@]}")-${core}-$("${python}" -c 'import sys; print(sys.version.split()[0])')"
 
     if [ "${FORCE}" -eq 0 ] && [ -x "${dir}/bin/python" ] && [ -f "${stamp}" ] \
         && [ "$(cat "${stamp}")" = "${digest}" ]; then
@@ -99,12 +105,19 @@ make_venv() {
     "${python}" -m venv "${dir}"
     pip_in "${dir}/bin/python" install --upgrade pip==25.2
 
+    if [ -f "${override}" ]; then
+        # tests/constraints.txt less the packages that the override pins, plus the override.
+        constraints="${dir}/.qmp-balloon-constraints.txt"
+        grep -viE "^($(grep -oE '^[A-Za-z0-9._-]+==' "${override}" | sed 's/==$//; s/\./\\./g' | paste -sd'|'))==" \
+            "${ROOT}/tests/constraints.txt" > "${constraints}" || true
+        grep -E '^[A-Za-z0-9._-]+==' "${override}" >> "${constraints}"
+    fi
     for req in "$@"; do
         req_args+=(-r "${req}")
     done
     # Passing -c replaces pip's global constraint file for this install; it caps only
     # packages that we never install (torch), so nothing is lost.
-    pip_in "${dir}/bin/python" install -c "${ROOT}/tests/constraints.txt" \
+    pip_in "${dir}/bin/python" install -c "${constraints}" \
         "ansible-core==${core}" "${req_args[@]}"
 
     # Guard the pin: a dependency must never have moved ansible-core.
@@ -125,6 +138,7 @@ make_venv() {
 SIDES=("${ROOT}/requirements/controller.txt" "${ROOT}/requirements/hypervisor.txt")
 for name in "${WANTED[@]}"; do
     case "${name}" in
+        2.16) make_venv 2.16 3.12 "${CORE_2_16}" "${SIDES[@]}" "${ROOT}/requirements/hypervisor-libvirt.txt" "${ROOT}/tests/requirements-dev.txt" ;;
         2.19) make_venv 2.19 3.11 "${CORE_2_19}" "${SIDES[@]}" "${ROOT}/requirements/hypervisor-libvirt.txt" "${ROOT}/tests/requirements-dev.txt" ;;
         2.21) make_venv 2.21 3.13 "${CORE_2_21}" "${SIDES[@]}" "${ROOT}/requirements/hypervisor-libvirt.txt" "${ROOT}/tests/requirements-dev.txt" ;;
         lint) make_venv lint 3.13 "${CORE_2_21}" "${SIDES[@]}" "${ROOT}/tests/requirements-lint.txt" ;;
