@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import math
 import os
+import platform
 import stat
+import sys
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.qmp.balloon.plugins.module_utils import _engine, _libvirt
 from ansible_collections.qmp.balloon.plugins.module_utils._qmp import (
@@ -91,6 +93,31 @@ MAX_TIMEOUT = 3600
 #: Keys of a VM's result that are not copied to the top level of a single-VM call.
 _NOT_AT_TOP = ('changed', 'failed', 'msg')
 
+#: The venv that the role's prepare entry point makes by default (balloon_stats_venv).
+PREPARE_VENV = '/opt/qmp-balloon/venv'
+
+
+def _this_python():
+    """'The Python PATH on HOST': the interpreter running this module and the host it runs on."""
+    return 'The Python %s on %s' % (sys.executable or 'python', platform.node() or 'this host')
+
+
+def missing_qemu_qmp_message():
+    """One sentence: which Python on which host lacks qemu.qmp, and the two ways out."""
+    return ('%s cannot import qemu.qmp==%s, which this module needs: run the role qmp.balloon.balloon_stats with '
+            'tasks_from: prepare on this host (include_role in a play, or ad hoc: ansible HOST -b -m ansible.builtin.include_role '
+            "-a 'name=qmp.balloon.balloon_stats tasks_from=prepare'), which makes the venv %s with it, "
+            'or point ansible_python_interpreter at a Python that has it (for example '
+            '-e ansible_python_interpreter=%s/bin/python)' % (_this_python(), QEMU_QMP_VERSION, PREPARE_VENV, PREPARE_VENV))
+
+
+def missing_libvirt_message():
+    """One sentence: which Python on which host lacks libvirt-python, and the ways out."""
+    return ('%s cannot import %s, which transport libvirt needs: install the distribution\'s binding '
+            '(python3-libvirt on Debian, Ubuntu and Proxmox VE) and run the modules with the host\'s Python or with a venv made '
+            'with --system-site-packages, which sees it (the role\'s prepare entry point makes %s that way: '
+            '-e ansible_python_interpreter=%s/bin/python)' % (_this_python(), _libvirt.LIBVIRT_LIBRARY, PREPARE_VENV, PREPARE_VENV))
+
 
 def check_socket_path(path, option):
     """Return an error sentence naming ``option`` when ``path`` cannot be a QMP socket, else None."""
@@ -158,9 +185,9 @@ class BalloonModule(object):
         self.all_domains = False
         if self.transport == TRANSPORT_LIBVIRT:
             if not _libvirt.load():
-                self.fail(missing_required_lib(_libvirt.LIBVIRT_LIBRARY), exception=_libvirt.LIBVIRT_IMPORT_ERROR)
+                self.fail(missing_libvirt_message(), exception=_libvirt.LIBVIRT_IMPORT_ERROR)
         elif not HAS_QEMU_QMP:
-            self.fail(missing_required_lib('qemu.qmp==%s' % QEMU_QMP_VERSION), exception=QEMU_QMP_IMPORT_ERROR)
+            self.fail(missing_qemu_qmp_message(), exception=QEMU_QMP_IMPORT_ERROR)
         # targets: [] (say, an empty inventory group) is a batch of no VMs, not a single-VM call.
         self.single = self.params['targets'] is None
         self.targets = self._build_targets()
