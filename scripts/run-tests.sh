@@ -3,7 +3,7 @@
 #
 # Usage: scripts/run-tests.sh SUITE_OR_GROUP...
 #
-#   Suites:  sanity-2.19 sanity-2.21 units-2.19 units-2.21 units-py3.9
+#   Suites:  sanity-2.16 sanity-2.19 sanity-2.21 units-2.16 units-2.19 units-2.21 units-py3.9
 #            integration-2.19 integration-2.21 lint build-check changelog-lint bench-smoke
 #   Groups:  sanity units integration all   (all = every suite above)
 #
@@ -19,6 +19,7 @@
 #   ANSIBLE_TEST_ARGS   extra arguments for every ansible-test call (e.g. "-v")
 #   SANITY_TESTS        space-separated sanity test names to run (default: all)
 #   INTEGRATION_TARGETS space-separated integration targets (default: all)
+#   SANITY_PYTHON_2_16  Python(s) for sanity on 2.16: a version or "all" (default: 3.12)
 #   SANITY_PYTHON_2_19  Python(s) for sanity on 2.19: a version or "all" (default: 3.11)
 #   SANITY_PYTHON_2_21  the same for 2.21 (default: all)
 #   QMP_BALLOON_LOG_DIR where each suite's full output goes (default: tests/output/logs)
@@ -38,17 +39,18 @@ PYBIN="${BUILD}/bin"
 LOG_DIR="${QMP_BALLOON_LOG_DIR:-${ROOT}/tests/output/logs}"
 RESULTS="$(mktemp)"
 
-ALL_SUITES=(sanity-2.19 sanity-2.21 units-2.19 units-2.21 units-py3.9
+ALL_SUITES=(sanity-2.16 sanity-2.19 sanity-2.21 units-2.16 units-2.19 units-2.21 units-py3.9
             integration-2.19 integration-2.21 lint build-check changelog-lint bench-smoke)
 
 # Which Python sanity covers: "all" = every supported Python found (compile and import
 # run once per Python, the other sanity tests once on the controller Python), or one
 # version. See docs/design.md, "Test tooling".
+SANITY_PYTHON_2_16="${SANITY_PYTHON_2_16:-3.12}"
 SANITY_PYTHON_2_19="${SANITY_PYTHON_2_19:-3.11}"
 SANITY_PYTHON_2_21="${SANITY_PYTHON_2_21:-all}"
 
 # Controller Python of each venv (made by scripts/setup-venvs.sh).
-declare -A CONTROLLER_PYTHON=([2.19]=3.11 [2.21]=3.13)
+declare -A CONTROLLER_PYTHON=([2.16]=3.12 [2.19]=3.11 [2.21]=3.13)
 
 ANSIBLE_TEST_ARGS="${ANSIBLE_TEST_ARGS:-}"
 export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 NO_COLOR=1
@@ -88,11 +90,12 @@ prepare_pybin() {
 # ansible-test bootstraps pip in each venv it creates with a script it downloads from
 # a host we cannot reach, unless it finds a cached copy: put our offline stand-in there.
 # File names come from ansible_test/_util/target/setup/requirements.py (bootstrap()):
-# get_pip_<pip version with dots as underscores>.py, pip 24.2 for 2.19, 25.2 for 2.21.
+# get_pip_<pip version with dots as underscores>.py, pip 23.1.2 for 2.16, 24.2 for 2.19,
+# 25.2 for 2.21.
 prepare_get_pip() {
     local cache="${HOME}/.ansible/test/cache" name
     mkdir -p "${cache}"
-    for name in get_pip_24_2.py get_pip_25_2.py; do
+    for name in get_pip_23_1_2.py get_pip_24_2.py get_pip_25_2.py; do
         cp "${ROOT}/scripts/get-pip-offline.py" "${cache}/${name}"
     done
 }
@@ -133,7 +136,11 @@ ansible_test() {
 suite_sanity() {
     local core="$1" python tests=() name
     prepare_ansible_test || return 1
-    if [ "${core}" = 2.19 ]; then python="${SANITY_PYTHON_2_19}"; else python="${SANITY_PYTHON_2_21}"; fi
+    case "${core}" in
+        2.16) python="${SANITY_PYTHON_2_16}" ;;
+        2.19) python="${SANITY_PYTHON_2_19}" ;;
+        *) python="${SANITY_PYTHON_2_21}" ;;
+    esac
     for name in ${SANITY_TESTS:-}; do
         tests+=(--test "${name}")
     done
@@ -283,11 +290,14 @@ run_suite() {
     say "SUITE ${suite} (log: ${log#"${ROOT}"/})"
     start="${SECONDS}"
     case "${suite}" in
+        sanity-2.16) suite_sanity 2.16 ;;
         sanity-2.19) suite_sanity 2.19 ;;
         sanity-2.21) suite_sanity 2.21 ;;
+        units-2.16) suite_units 2.16 "${CONTROLLER_PYTHON[2.16]}" ;;
         units-2.19) suite_units 2.19 "${CONTROLLER_PYTHON[2.19]}" ;;
         units-2.21) suite_units 2.21 "${CONTROLLER_PYTHON[2.21]}" ;;
         units-py3.9) suite_units 2.21 3.9 ;;
+        integration-2.16) suite_integration 2.16 ;;
         integration-2.19) suite_integration 2.19 ;;
         integration-2.21) suite_integration 2.21 ;;
         lint) suite_lint ;;
@@ -324,12 +334,12 @@ main() {
     for arg in "$@"; do
         case "${arg}" in
             all) suites+=("${ALL_SUITES[@]}") ;;
-            sanity) suites+=(sanity-2.19 sanity-2.21) ;;
-            units) suites+=(units-2.19 units-2.21 units-py3.9) ;;
+            sanity) suites+=(sanity-2.16 sanity-2.19 sanity-2.21) ;;
+            units) suites+=(units-2.16 units-2.19 units-2.21 units-py3.9) ;;
             integration) suites+=(integration-2.19 integration-2.21) ;;
-            sanity-2.19|sanity-2.21|units-2.19|units-2.21|units-py3.9|integration-2.19|integration-2.21|lint|build-check|changelog-lint|bench-smoke)
+            sanity-2.16|sanity-2.19|sanity-2.21|units-2.16|units-2.19|units-2.21|units-py3.9|integration-2.16|integration-2.19|integration-2.21|lint|build-check|changelog-lint|bench-smoke)
                 suites+=("${arg}") ;;
-            -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+            -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
             *) echo "run-tests: unknown suite: ${arg}" >&2; exit 2 ;;
         esac
     done
