@@ -5,6 +5,7 @@
 #
 #   Suites:  sanity-2.16 sanity-2.19 sanity-2.21 units-2.16 units-2.19 units-2.21 units-py3.9
 #            integration-2.19 integration-2.21 lint build-check changelog-lint bench-smoke
+#            ee-check galaxy-importer
 #   Groups:  sanity units integration all   (all = every suite above)
 #
 # Every suite runs even when an earlier one failed. The run ends with a table and a
@@ -40,7 +41,8 @@ LOG_DIR="${QMP_BALLOON_LOG_DIR:-${ROOT}/tests/output/logs}"
 RESULTS="$(mktemp)"
 
 ALL_SUITES=(sanity-2.16 sanity-2.19 sanity-2.21 units-2.16 units-2.19 units-2.21 units-py3.9
-            integration-2.19 integration-2.21 lint build-check changelog-lint bench-smoke)
+            integration-2.19 integration-2.21 lint build-check changelog-lint bench-smoke
+            ee-check galaxy-importer)
 
 # Which Python sanity covers: "all" = every supported Python found (compile and import
 # run once per Python, the other sanity tests once on the controller Python), or one
@@ -283,6 +285,43 @@ suite_bench_smoke() {
     "${ROOT}/bench/bench.sh" --smoke
 }
 
+# The artifact for ee-check and galaxy-importer, built once per invocation from the copy
+# (build-check builds and checks its own).
+ARTIFACT=""
+prepare_artifact() {
+    [ -n "${ARTIFACT}" ] && return 0
+    prepare_venvs && prepare_copy || return 1
+    rm -rf "${BUILD}/dist"
+    (cd "${COLLECTION}" && "${ROOT}/.venv/ee/bin/ansible-galaxy" collection build --output-path "${BUILD}/dist") || return 1
+    ARTIFACT="$(ls "${BUILD}"/dist/qmp-balloon-*.tar.gz)" || return 1
+}
+
+# The collection as an execution environment (AWX / Automation Platform) sees it:
+# ansible-builder create on the example EE of docs/awx, then the build's introspection on the
+# tarball installed into an empty directory; scripts/ee-check.py lists the checks. No image
+# is built (no container runtime here) and nothing is downloaded.
+suite_ee_check() {
+    prepare_artifact || return 1
+    local work status=0
+    work="$(mktemp -d)"
+    "${ROOT}/.venv/ee/bin/python" "${ROOT}/scripts/ee-check.py" ee \
+        --source "${COLLECTION}" --artifact "${ARTIFACT}" --work "${work}" || status=1
+    rm -rf "${work}"
+    return "${status}"
+}
+
+# galaxy-importer, the import checks of Galaxy and Automation Hub, on the tarball, without
+# its ansible-test container step (tests/galaxy-importer.cfg). Errors and warnings fail it.
+suite_galaxy_importer() {
+    prepare_artifact || return 1
+    local work status=0
+    work="$(mktemp -d)"
+    "${ROOT}/.venv/ee/bin/python" "${ROOT}/scripts/ee-check.py" importer --config "${ROOT}/tests/galaxy-importer.cfg" \
+        --source "${COLLECTION}" --artifact "${ARTIFACT}" --work "${work}" || status=1
+    rm -rf "${work}"
+    return "${status}"
+}
+
 run_suite() {
     local suite="$1" start status log
     log="${LOG_DIR}/${suite}.log"
@@ -304,6 +343,8 @@ run_suite() {
         build-check) suite_build_check ;;
         changelog-lint) suite_changelog_lint ;;
         bench-smoke) suite_bench_smoke ;;
+        ee-check) suite_ee_check ;;
+        galaxy-importer) suite_galaxy_importer ;;
     esac > >(tee "${log}") 2>&1
     status=$?
     wait  # for tee
@@ -339,7 +380,8 @@ main() {
             integration) suites+=(integration-2.19 integration-2.21) ;;
             sanity-2.16|sanity-2.19|sanity-2.21|units-2.16|units-2.19|units-2.21|units-py3.9|integration-2.16|integration-2.19|integration-2.21|lint|build-check|changelog-lint|bench-smoke)
                 suites+=("${arg}") ;;
-            -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+            ee-check|galaxy-importer) suites+=("${arg}") ;;
+            -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
             *) echo "run-tests: unknown suite: ${arg}" >&2; exit 2 ;;
         esac
     done
