@@ -13,7 +13,7 @@ SUITES := sanity-2.19 sanity-2.21 units-2.19 units-2.21 units-py3.9 \
 
 help:
 	@echo "make deps            install missing Debian packages (root)"
-	@echo "make venv            create .venv/2.19, .venv/2.21 and .venv/lint"
+	@echo "make venv            create the pinned venvs in .venv/ (scripts/setup-venvs.sh --help lists them)"
 	@echo "make sanity|units|integration|lint|build-check|changelog-lint"
 	@echo "make ee-check        ansible-builder: the example EE of docs/awx and the collection's EE requirements"
 	@echo "make galaxy-importer the import checks of Galaxy / Automation Hub (both use .venv/ee)"
