@@ -92,6 +92,8 @@ done < <(env | sed -n 's/^\(PIP_[A-Z_]*\)=.*/\1/p')
 export PIP_CONFIG_FILE=/dev/null PIP_DISABLE_PIP_VERSION_CHECK=1
 
 export ANSIBLE_FORCE_COLOR=0 ANSIBLE_NOCOLOR=1 ANSIBLE_PIPELINING=1
+# setup_qemu (aliases: needs/target/setup_qemu) is a sibling target
+export ANSIBLE_ROLES_PATH="${PWD}/..${ANSIBLE_ROLES_PATH:+:${ANSIBLE_ROLES_PATH}}"
 export ANSIBLE_CALLBACK_PLUGINS="${PWD}/callback_plugins${ANSIBLE_CALLBACK_PLUGINS:+:${ANSIBLE_CALLBACK_PLUGINS}}"
 export ANSIBLE_CALLBACKS_ENABLED="prep_results${ANSIBLE_CALLBACKS_ENABLED:+,${ANSIBLE_CALLBACKS_ENABLED}}"
 export PREP_RESULTS="${work}/results.json"
