@@ -42,7 +42,7 @@ VENV_TIMEOUT = 60
 def qmp_version_here():
     """The version of qemu.qmp this interpreter imports, or None."""
     try:
-        import importlib.metadata as metadata  # pylint: disable=import-outside-toplevel
+        from importlib import metadata  # pylint: disable=import-outside-toplevel
         import qemu.qmp  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
         return metadata.version('qemu.qmp')
     except Exception:  # pylint: disable=broad-except
