@@ -42,8 +42,10 @@ class BalloonVM(object):
     """One VM's balloon, as the operations see it whatever the transport.
 
     An executor opens it (QMP: a session and the balloon's verified QOM path; libvirt: a
-    domain and its state) and closes it after the operation. Every method raises only
-    :class:`BalloonError` subclasses, whose ``str()`` is the sentence the user sees.
+    domain and its state) and ends it after the operation. The methods are coroutines: the
+    QMP VM awaits its session; the libvirt VM blocks and never suspends, so its executor runs
+    the operation without an event loop. Every method raises only :class:`BalloonError`
+    subclasses, whose ``str()`` is the sentence the user sees.
     """
 
     #: False for a shut-off libvirt domain: no live interval, stats or state. A QEMU process is always live.
