@@ -8,6 +8,7 @@ and runs a bootstrap script it downloads from a host we cannot reach, unless a c
 copy exists. scripts/run-tests.sh copies this file to the cache names that the pinned
 ansible-core versions look for (see docs/design.md, "Test tooling"):
 
+    ~/.ansible/test/cache/get_pip_23_1_2.py (ansible-core 2.16)
     ~/.ansible/test/cache/get_pip_24_2.py   (ansible-core 2.19)
     ~/.ansible/test/cache/get_pip_25_2.py   (ansible-core 2.21)
 

@@ -3,8 +3,9 @@
 #
 # Usage: scripts/run-tests.sh SUITE_OR_GROUP...
 #
-#   Suites:  sanity-2.19 sanity-2.21 units-2.19 units-2.21 units-py3.9
-#            integration-2.19 integration-2.21 lint build-check changelog-lint bench-smoke
+#   Suites:  sanity-2.16 sanity-2.19 sanity-2.21 units-2.16 units-2.19 units-2.21 units-py3.9
+#            integration-2.16 integration-2.19 integration-2.21 lint build-check changelog-lint
+#            bench-smoke ee-check galaxy-importer
 #   Groups:  sanity units integration all   (all = every suite above)
 #
 # Every suite runs even when an earlier one failed. The run ends with a table and a
@@ -19,6 +20,7 @@
 #   ANSIBLE_TEST_ARGS   extra arguments for every ansible-test call (e.g. "-v")
 #   SANITY_TESTS        space-separated sanity test names to run (default: all)
 #   INTEGRATION_TARGETS space-separated integration targets (default: all)
+#   SANITY_PYTHON_2_16  Python(s) for sanity on 2.16: a version or "all" (default: 3.12)
 #   SANITY_PYTHON_2_19  Python(s) for sanity on 2.19: a version or "all" (default: 3.11)
 #   SANITY_PYTHON_2_21  the same for 2.21 (default: all)
 #   QMP_BALLOON_LOG_DIR where each suite's full output goes (default: tests/output/logs)
@@ -38,17 +40,19 @@ PYBIN="${BUILD}/bin"
 LOG_DIR="${QMP_BALLOON_LOG_DIR:-${ROOT}/tests/output/logs}"
 RESULTS="$(mktemp)"
 
-ALL_SUITES=(sanity-2.19 sanity-2.21 units-2.19 units-2.21 units-py3.9
-            integration-2.19 integration-2.21 lint build-check changelog-lint bench-smoke)
+ALL_SUITES=(sanity-2.16 sanity-2.19 sanity-2.21 units-2.16 units-2.19 units-2.21 units-py3.9
+            integration-2.16 integration-2.19 integration-2.21 lint build-check changelog-lint bench-smoke
+            ee-check galaxy-importer)
 
 # Which Python sanity covers: "all" = every supported Python found (compile and import
 # run once per Python, the other sanity tests once on the controller Python), or one
 # version. See docs/design.md, "Test tooling".
+SANITY_PYTHON_2_16="${SANITY_PYTHON_2_16:-3.12}"
 SANITY_PYTHON_2_19="${SANITY_PYTHON_2_19:-3.11}"
 SANITY_PYTHON_2_21="${SANITY_PYTHON_2_21:-all}"
 
 # Controller Python of each venv (made by scripts/setup-venvs.sh).
-declare -A CONTROLLER_PYTHON=([2.19]=3.11 [2.21]=3.13)
+declare -A CONTROLLER_PYTHON=([2.16]=3.12 [2.19]=3.11 [2.21]=3.13)
 
 ANSIBLE_TEST_ARGS="${ANSIBLE_TEST_ARGS:-}"
 export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 NO_COLOR=1
@@ -88,11 +92,12 @@ prepare_pybin() {
 # ansible-test bootstraps pip in each venv it creates with a script it downloads from
 # a host we cannot reach, unless it finds a cached copy: put our offline stand-in there.
 # File names come from ansible_test/_util/target/setup/requirements.py (bootstrap()):
-# get_pip_<pip version with dots as underscores>.py, pip 24.2 for 2.19, 25.2 for 2.21.
+# get_pip_<pip version with dots as underscores>.py, pip 23.1.2 for 2.16, 24.2 for 2.19,
+# 25.2 for 2.21.
 prepare_get_pip() {
     local cache="${HOME}/.ansible/test/cache" name
     mkdir -p "${cache}"
-    for name in get_pip_24_2.py get_pip_25_2.py; do
+    for name in get_pip_23_1_2.py get_pip_24_2.py get_pip_25_2.py; do
         cp "${ROOT}/scripts/get-pip-offline.py" "${cache}/${name}"
     done
 }
@@ -133,7 +138,11 @@ ansible_test() {
 suite_sanity() {
     local core="$1" python tests=() name
     prepare_ansible_test || return 1
-    if [ "${core}" = 2.19 ]; then python="${SANITY_PYTHON_2_19}"; else python="${SANITY_PYTHON_2_21}"; fi
+    case "${core}" in
+        2.16) python="${SANITY_PYTHON_2_16}" ;;
+        2.19) python="${SANITY_PYTHON_2_19}" ;;
+        *) python="${SANITY_PYTHON_2_21}" ;;
+    esac
     for name in ${SANITY_TESTS:-}; do
         tests+=(--test "${name}")
     done
@@ -202,7 +211,7 @@ suite_lint() {
 }
 
 # Build the artifact, install it somewhere empty and read every module's and role's
-# documentation back from the installed copy, with both ansible-core versions.
+# documentation back from the installed copy, with each tested ansible-core version.
 suite_build_check() {
     prepare_venvs && prepare_copy || return 1
     local work status=0 core tarball module role found=0
@@ -217,7 +226,7 @@ suite_build_check() {
         echo "run-tests: the artifact holds the local files above (see build_ignore in galaxy.yml)" >&2
         status=1
     fi
-    for core in 2.19 2.21; do
+    for core in 2.16 2.19 2.21; do
         say "ansible-core ${core}: install and ansible-doc"
         rm -rf "${work}/collections"
         "${ROOT}/.venv/${core}/bin/ansible-galaxy" collection install --offline -p "${work}/collections" "${tarball}" || {
@@ -276,6 +285,43 @@ suite_bench_smoke() {
     "${ROOT}/bench/bench.sh" --smoke
 }
 
+# The artifact for ee-check and galaxy-importer, built once per invocation from the copy
+# (build-check builds and checks its own).
+ARTIFACT=""
+prepare_artifact() {
+    [ -n "${ARTIFACT}" ] && return 0
+    prepare_venvs && prepare_copy || return 1
+    rm -rf "${BUILD}/dist"
+    (cd "${COLLECTION}" && "${ROOT}/.venv/ee/bin/ansible-galaxy" collection build --output-path "${BUILD}/dist") || return 1
+    ARTIFACT="$(ls "${BUILD}"/dist/qmp-balloon-*.tar.gz)" || return 1
+}
+
+# The collection as an execution environment (AWX / Automation Platform) sees it:
+# ansible-builder create on the example EE of docs/awx, then the build's introspection on the
+# tarball installed into an empty directory; scripts/ee-check.py lists the checks. No image
+# is built (no container runtime here) and nothing is downloaded.
+suite_ee_check() {
+    prepare_artifact || return 1
+    local work status=0
+    work="$(mktemp -d)"
+    "${ROOT}/.venv/ee/bin/python" "${ROOT}/scripts/ee-check.py" ee \
+        --source "${COLLECTION}" --artifact "${ARTIFACT}" --work "${work}" || status=1
+    rm -rf "${work}"
+    return "${status}"
+}
+
+# galaxy-importer, the import checks of Galaxy and Automation Hub, on the tarball, without
+# its ansible-test container step (tests/galaxy-importer.cfg). Errors and warnings fail it.
+suite_galaxy_importer() {
+    prepare_artifact || return 1
+    local work status=0
+    work="$(mktemp -d)"
+    "${ROOT}/.venv/ee/bin/python" "${ROOT}/scripts/ee-check.py" importer --config "${ROOT}/tests/galaxy-importer.cfg" \
+        --source "${COLLECTION}" --artifact "${ARTIFACT}" --work "${work}" || status=1
+    rm -rf "${work}"
+    return "${status}"
+}
+
 run_suite() {
     local suite="$1" start status log
     log="${LOG_DIR}/${suite}.log"
@@ -283,17 +329,22 @@ run_suite() {
     say "SUITE ${suite} (log: ${log#"${ROOT}"/})"
     start="${SECONDS}"
     case "${suite}" in
+        sanity-2.16) suite_sanity 2.16 ;;
         sanity-2.19) suite_sanity 2.19 ;;
         sanity-2.21) suite_sanity 2.21 ;;
+        units-2.16) suite_units 2.16 "${CONTROLLER_PYTHON[2.16]}" ;;
         units-2.19) suite_units 2.19 "${CONTROLLER_PYTHON[2.19]}" ;;
         units-2.21) suite_units 2.21 "${CONTROLLER_PYTHON[2.21]}" ;;
         units-py3.9) suite_units 2.21 3.9 ;;
+        integration-2.16) suite_integration 2.16 ;;
         integration-2.19) suite_integration 2.19 ;;
         integration-2.21) suite_integration 2.21 ;;
         lint) suite_lint ;;
         build-check) suite_build_check ;;
         changelog-lint) suite_changelog_lint ;;
         bench-smoke) suite_bench_smoke ;;
+        ee-check) suite_ee_check ;;
+        galaxy-importer) suite_galaxy_importer ;;
     esac > >(tee "${log}") 2>&1
     status=$?
     wait  # for tee
@@ -324,12 +375,13 @@ main() {
     for arg in "$@"; do
         case "${arg}" in
             all) suites+=("${ALL_SUITES[@]}") ;;
-            sanity) suites+=(sanity-2.19 sanity-2.21) ;;
-            units) suites+=(units-2.19 units-2.21 units-py3.9) ;;
-            integration) suites+=(integration-2.19 integration-2.21) ;;
-            sanity-2.19|sanity-2.21|units-2.19|units-2.21|units-py3.9|integration-2.19|integration-2.21|lint|build-check|changelog-lint|bench-smoke)
+            sanity) suites+=(sanity-2.16 sanity-2.19 sanity-2.21) ;;
+            units) suites+=(units-2.16 units-2.19 units-2.21 units-py3.9) ;;
+            integration) suites+=(integration-2.16 integration-2.19 integration-2.21) ;;
+            sanity-2.16|sanity-2.19|sanity-2.21|units-2.16|units-2.19|units-2.21|units-py3.9|integration-2.16|integration-2.19|integration-2.21|lint|build-check|changelog-lint|bench-smoke)
                 suites+=("${arg}") ;;
-            -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+            ee-check|galaxy-importer) suites+=("${arg}") ;;
+            -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
             *) echo "run-tests: unknown suite: ${arg}" >&2; exit 2 ;;
         esac
     done

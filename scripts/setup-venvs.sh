@@ -4,6 +4,8 @@
 #   .venv/2.19  Python 3.11 + ansible-core 2.19.14
 #   .venv/2.21  Python 3.13 + ansible-core 2.21.5
 #   .venv/lint  Python 3.13 + ansible-core 2.21.5 + ansible-lint
+#   .venv/ee    Python 3.13 + ansible-core 2.21.5 + ansible-builder, galaxy-importer (only
+#               tests/requirements-ee.txt: run-tests.sh ee-check and galaxy-importer)
 # Each gets requirements/controller.txt and requirements/hypervisor.txt (the integration tests
 # run the modules on this machine, in the venv) and the pinned test tools; the three test venvs
 # also requirements/hypervisor-libvirt.txt (built from source: libvirt-dev, pkg-config).
@@ -13,7 +15,7 @@
 # so a second run takes well under a second.
 #
 # Usage: scripts/setup-venvs.sh [--force] [--refresh-constraints] [VENV...]
-#   VENV is 2.16, 2.19, 2.21 or lint (default: all four).
+#   VENV is 2.16, 2.19, 2.21, lint or ee (default: all five).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -35,13 +37,13 @@ for arg in "$@"; do
     case "${arg}" in
         --force) FORCE=1 ;;
         --refresh-constraints) REFRESH=1 ;;
-        2.16|2.19|2.21|lint) WANTED+=("${arg}") ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        2.16|2.19|2.21|lint|ee) WANTED+=("${arg}") ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         *) echo "setup-venvs: unknown argument: ${arg}" >&2; exit 2 ;;
     esac
 done
 if [ "${#WANTED[@]}" -eq 0 ]; then
-    WANTED=(2.16 2.19 2.21 lint)
+    WANTED=(2.16 2.19 2.21 lint ee)
 fi
 
 log() { echo "setup-venvs: $*"; }
@@ -142,6 +144,7 @@ for name in "${WANTED[@]}"; do
         2.19) make_venv 2.19 3.11 "${CORE_2_19}" "${SIDES[@]}" "${ROOT}/requirements/hypervisor-libvirt.txt" "${ROOT}/tests/requirements-dev.txt" ;;
         2.21) make_venv 2.21 3.13 "${CORE_2_21}" "${SIDES[@]}" "${ROOT}/requirements/hypervisor-libvirt.txt" "${ROOT}/tests/requirements-dev.txt" ;;
         lint) make_venv lint 3.13 "${CORE_2_21}" "${SIDES[@]}" "${ROOT}/tests/requirements-lint.txt" ;;
+        ee) make_venv ee 3.13 "${CORE_2_21}" "${ROOT}/tests/requirements-ee.txt" ;;
     esac
 done
 

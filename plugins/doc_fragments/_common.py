@@ -161,6 +161,11 @@ requirements:
   - qemu.qmp == 0.0.6 (Python library, on the managed host), for O(transport=qmp)
   - libvirt-python (Python library, on the managed host, of a version the host's libvirt supports), for O(transport=libvirt)
 notes:
+  - Debian 12 and Proxmox VE 8 refuse C(pip install) into the system Python (PEP 668) and package no C(qemu.qmp).
+    There, run the C(prepare) entry point of the role C(qmp.balloon.balloon_stats) (C(tasks_from=prepare)) once, which makes
+    the venv C(/opt/qmp-balloon/venv) with a hash-checked C(qemu.qmp), and run this module with
+    C(ansible_python_interpreter=/opt/qmp-balloon/venv/bin/python); the role's own tasks do that by themselves.
+    Without the library, the module fails naming the Python and the host that lack it.
   - QEMU serves one QMP client per monitor socket. A second client waits silently, so while another tool
     (libvirt, a socat session, another play) holds a monitor, this module cannot use it and says C(monitor busy).
     Each VM's connection is closed as soon as its work is done.

@@ -16,7 +16,10 @@ at the top level).
 
 from __future__ import annotations
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+import platform
+import sys
+
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.qmp.balloon.plugins.module_utils import _libvirt, _targets
 from ansible_collections.qmp.balloon.plugins.module_utils._libvirt_executor import LibvirtExecutor
@@ -35,6 +38,31 @@ from ansible_collections.qmp.balloon.plugins.module_utils._qmp_executor import Q
 
 #: Keys of a VM's result that are not copied to the top level of a single-VM call.
 _NOT_AT_TOP = ('changed', 'failed', 'msg')
+
+#: The venv that the role's prepare entry point makes by default (balloon_stats_venv).
+PREPARE_VENV = '/opt/qmp-balloon/venv'
+
+
+def _this_python():
+    """'The Python PATH on HOST': the interpreter running this module and the host it runs on."""
+    return 'The Python %s on %s' % (sys.executable or 'python', platform.node() or 'this host')
+
+
+def missing_qemu_qmp_message():
+    """One sentence: which Python on which host lacks qemu.qmp, and the two ways out."""
+    return ('%s cannot import qemu.qmp==%s, which this module needs: run the role qmp.balloon.balloon_stats with '
+            'tasks_from: prepare on this host (include_role in a play, or ad hoc: ansible HOST -b -m ansible.builtin.include_role '
+            "-a 'name=qmp.balloon.balloon_stats tasks_from=prepare'), which makes the venv %s with it, "
+            'or point ansible_python_interpreter at a Python that has it (for example '
+            '-e ansible_python_interpreter=%s/bin/python)' % (_this_python(), QEMU_QMP_VERSION, PREPARE_VENV, PREPARE_VENV))
+
+
+def missing_libvirt_message():
+    """One sentence: which Python on which host lacks libvirt-python, and the ways out."""
+    return ('%s cannot import %s, which transport libvirt needs: install the distribution\'s binding '
+            '(python3-libvirt on Debian, Ubuntu and Proxmox VE) and run the modules with the host\'s Python or with a venv made '
+            'with --system-site-packages, which sees it (the role\'s prepare entry point makes %s that way: '
+            '-e ansible_python_interpreter=%s/bin/python)' % (_this_python(), _libvirt.LIBVIRT_LIBRARY, PREPARE_VENV, PREPARE_VENV))
 
 
 class BalloonModule(object):
@@ -58,9 +86,9 @@ class BalloonModule(object):
         self.batch_warnings = []
         if self.transport == TRANSPORT_LIBVIRT:
             if not _libvirt.load():
-                self.fail(missing_required_lib(_libvirt.LIBVIRT_LIBRARY), exception=_libvirt.LIBVIRT_IMPORT_ERROR)
+                self.fail(missing_libvirt_message(), exception=_libvirt.LIBVIRT_IMPORT_ERROR)
         elif not HAS_QEMU_QMP:
-            self.fail(missing_required_lib('qemu.qmp==%s' % QEMU_QMP_VERSION), exception=QEMU_QMP_IMPORT_ERROR)
+            self.fail(missing_qemu_qmp_message(), exception=QEMU_QMP_IMPORT_ERROR)
         try:
             selection = _targets.build(self.params, LIBVIRT_ONLY_OPTIONS + tuple(libvirt_only))
         except _targets.InputError as exc:

@@ -56,7 +56,7 @@ def load():
     return HAS_LIBVIRT
 
 
-#: The name pip knows the binding by (for missing_required_lib).
+#: The name pip knows the binding by (in the message when it is missing).
 LIBVIRT_LIBRARY = 'libvirt-python'
 
 #: The only libvirt API calls this collection makes (connection and domain

@@ -495,7 +495,7 @@ def test_missing_libvirt_python_only_matters_for_transport_libvirt(monkeypatch):
     monkeypatch.setattr(_libvirt, 'LIBVIRT_IMPORT_ERROR', 'Traceback (most recent call last):\nModuleNotFoundError: libvirt')
     result = info({'domain': 'a'})
     assert result['failed'] is True
-    assert 'Failed to import the required Python library (libvirt-python)' in result['msg']
+    assert 'cannot import libvirt-python, which transport libvirt needs' in result['msg']
     assert 'ModuleNotFoundError' in result.get('exception', '')
     qmp = run_module(balloon_stats_info, {'socket': '/nonexistent/x.qmp'})
     assert 'libvirt' not in qmp['msg'] and 'does not exist' in qmp['msg']

@@ -12,6 +12,8 @@ result for one VM and for ``targets``, fail_on_error, diff and check mode, and a
 from __future__ import annotations
 
 import os
+import platform
+import re
 import shutil
 import socket
 import subprocess
@@ -194,16 +196,64 @@ def test_empty_targets_list(places, module):
     assert (result['failed'] is False and result['vms'] == []) or 'targets' in result['msg'], result
 
 
+def one_sentence_problems(msg):
+    """Why ``msg`` is not one plain sentence (no traceback, one line, no full stop before its end)."""
+    problems = ['contains %r' % text for text in ('Traceback', '\n', '\r', 'File "', '<') if text in msg]
+    if re.search(r'[.!?]\s+[A-Z]', msg) or msg.rstrip().endswith('.'):
+        problems.append('has more than one sentence')
+    return problems
+
+
 def test_missing_qemu_qmp(places, monkeypatch):
+    """Which Python on which host lacks it, and the two ways out (the role's prepare, another interpreter)."""
     values, fakes = places
     monkeypatch.setattr(_common, 'HAS_QEMU_QMP', False)
     monkeypatch.setattr(_common, 'QEMU_QMP_IMPORT_ERROR', 'Traceback (most recent call last):\nModuleNotFoundError: qemu')
+    monkeypatch.setattr(_common.sys, 'executable', '/usr/bin/python3')
+    monkeypatch.setattr(_common.platform, 'node', lambda: 'pve1')
     for module, extra in ((balloon_stats_polling, {'interval': 5}), (balloon_stats_info, {})):
         result = run_module(module, dict({'socket': values['sock']}, **extra))
+        msg = result['msg']
         assert result['failed'] is True
-        assert 'Failed to import the required Python library (qemu.qmp==0.0.6)' in result['msg']
+        assert msg.startswith('The Python /usr/bin/python3 on pve1 cannot import qemu.qmp==0.0.6, which this module needs: '), msg
+        # way out 1: the role's prepare entry point, which makes the venv
+        assert 'qmp.balloon.balloon_stats with tasks_from: prepare' in msg
+        assert "ansible HOST -b -m ansible.builtin.include_role -a 'name=qmp.balloon.balloon_stats tasks_from=prepare'" in msg
+        assert 'makes the venv /opt/qmp-balloon/venv' in msg
+        # way out 2: an interpreter that has it
+        assert msg.endswith('or point ansible_python_interpreter at a Python that has it '
+                            '(for example -e ansible_python_interpreter=/opt/qmp-balloon/venv/bin/python)'), msg
+        assert one_sentence_problems(msg) == [], msg
         assert 'ModuleNotFoundError' in result.get('exception', '')
     assert touched(fakes) == []
+
+
+def test_missing_libvirt_python(monkeypatch):
+    """transport libvirt: which Python on which host lacks libvirt-python; the distribution's binding as the way out."""
+    monkeypatch.setattr(_libvirt, 'HAS_LIBVIRT', False)
+    monkeypatch.setattr(_libvirt, 'LIBVIRT_IMPORT_ERROR', 'Traceback (most recent call last):\nModuleNotFoundError: libvirt')
+    monkeypatch.setattr(_common.sys, 'executable', '/opt/qmp-balloon/venv/bin/python')
+    monkeypatch.setattr(_common.platform, 'node', lambda: 'pve2')
+    for module, extra in ((balloon_stats_polling, {'interval': 5}), (balloon_stats_info, {})):
+        result = run_module(module, dict({'transport': 'libvirt', 'all_domains': True}, **extra))
+        msg = result['msg']
+        assert result['failed'] is True
+        assert msg.startswith('The Python /opt/qmp-balloon/venv/bin/python on pve2 cannot import libvirt-python, '
+                              'which transport libvirt needs: '), msg
+        assert 'python3-libvirt on Debian' in msg
+        assert "run the modules with the host's Python or with a venv made with --system-site-packages" in msg
+        assert '-e ansible_python_interpreter=/opt/qmp-balloon/venv/bin/python' in msg
+        assert one_sentence_problems(msg) == [], msg
+        assert 'ModuleNotFoundError' in result.get('exception', '')
+    # qemu.qmp missing does not matter to transport libvirt, libvirt-python missing not to qmp
+    monkeypatch.setattr(_common, 'HAS_QEMU_QMP', False)
+    assert 'libvirt-python' in run_module(balloon_stats_info, {'transport': 'libvirt', 'domain': 'a'})['msg']
+
+
+def test_missing_library_messages_name_the_real_interpreter():
+    """Without monkeypatching: the running interpreter and this host's name."""
+    assert _common.missing_qemu_qmp_message().startswith('The Python %s on %s cannot import' % (sys.executable, platform.node()))
+    assert _common.missing_libvirt_message().startswith('The Python %s on %s cannot import' % (sys.executable, platform.node()))
 
 
 # ---------------------------------------------------------------------------------------------

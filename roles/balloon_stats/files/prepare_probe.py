@@ -1,0 +1,110 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) qmp.balloon contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Probe of the role's prepare entry point: what this hypervisor's Python can do.
+
+tasks/prepare.yml runs it with the host's interpreter, as ``PYTHON -c SCRIPT MODE PIN VENV_PYTHON``
+(ansible.builtin.command, so it costs one module call and never changes anything), and reads the
+one JSON document it prints:
+
+- ``executable``, ``version``: the interpreter that ran it (sys.executable, the real path).
+- ``host_qmp``: the version of qemu.qmp this interpreter imports, or null (only with MODE auto).
+- ``venv_state``: ``missing`` (no VENV_PYTHON), ``broken`` (it exists but does not run, say
+  after the system Python it links to was upgraded away) or ``runs``; ``venv_qmp``: the
+  version of qemu.qmp VENV_PYTHON imports, or null. Not looked at when auto finds the pin here.
+- ``can_venv``: this interpreter has the venv and ensurepip modules (Debian and Ubuntu split
+  them into python3-venv), so ``PYTHON -m venv`` can make a venv with pip.
+- ``apt``: apt-get is on PATH; ``venv_package``: the Debian/Ubuntu package to install when it
+  cannot: python3-venv for the distribution's default python3, pythonX.Y-venv otherwise.
+
+Standard library only, and Python 3.6+ syntax: it must at least run far enough to say that a
+Python is too old.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+# What a venv's Python runs to tell which qemu.qmp it imports (prints nothing when it cannot).
+VENV_CHECK = (
+    'import importlib.metadata as metadata, qemu.qmp\n'
+    'print(metadata.version("qemu.qmp"))\n'
+)
+VENV_TIMEOUT = 60
+
+
+def qmp_version_here():
+    """The version of qemu.qmp this interpreter imports, or None."""
+    try:
+        from importlib import metadata  # pylint: disable=import-outside-toplevel
+        import qemu.qmp  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+        return metadata.version('qemu.qmp')
+    except Exception:  # pylint: disable=broad-except
+        return None
+
+
+def venv_status(venv_python):
+    """(state, qemu.qmp version or None, why it failed or None) of the venv's interpreter."""
+    if not os.path.exists(venv_python):
+        return ('broken' if os.path.lexists(venv_python) else 'missing'), None, None
+    try:
+        proc = subprocess.Popen([venv_python, '-c', VENV_CHECK], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        out, err = proc.communicate(timeout=VENV_TIMEOUT)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return 'broken', None, str(exc)
+    lines = err.decode('utf-8', 'replace').strip().splitlines()
+    if proc.returncode == 0:
+        return 'runs', out.decode('utf-8', 'replace').strip() or None, None
+    # It ran but could not import qemu.qmp: a venv without it (ModuleNotFoundError), still usable.
+    return 'runs', None, lines[-1] if lines else 'exit status %d' % proc.returncode
+
+
+def can_make_venvs():
+    """Whether ``-m venv`` can make a venv with pip: the venv and ensurepip modules and its wheels."""
+    try:
+        import ensurepip  # pylint: disable=import-outside-toplevel
+        import venv  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+        return bool(ensurepip.version())
+    except Exception:  # pylint: disable=broad-except
+        return False
+
+
+def venv_package():
+    """python3-venv for the default python3 of Debian/Ubuntu, else pythonX.Y-venv."""
+    here = os.path.realpath(sys.executable)
+    if here == os.path.realpath('/usr/bin/python3'):
+        return 'python3-venv'
+    return 'python%d.%d-venv' % sys.version_info[:2]
+
+
+def main(argv):
+    mode, pin, venv_python = argv[:3]
+    facts = dict(
+        executable=sys.executable,
+        version=list(sys.version_info[:3]),
+        host_qmp=None,
+        venv_state=None,
+        venv_qmp=None,
+        venv_error=None,
+        can_venv=None,
+        apt=shutil.which('apt-get') is not None,
+        venv_package=venv_package(),
+    )
+    if mode == 'auto':
+        facts['host_qmp'] = qmp_version_here()
+    if facts['host_qmp'] != pin:
+        facts['venv_state'], facts['venv_qmp'], facts['venv_error'] = venv_status(venv_python)
+        if facts['venv_state'] != 'runs':
+            facts['can_venv'] = can_make_venvs()
+    print(json.dumps(facts, sort_keys=True))
+
+
+if __name__ == '__main__':
+    main(sys.argv[1:])

@@ -1,0 +1,160 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) qmp.balloon contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The role's prepare entry point: its probe (roles/balloon_stats/files/prepare_probe.py) and its pins.
+
+The probe is run the way tasks/prepare.yml runs it (``PYTHON -c SCRIPT MODE PIN VENV_PYTHON``),
+with fake venvs, a shadowed ensurepip (what a Debian Python without python3-venv looks like)
+and a PATH with or without apt-get. The integration target role_balloon_stats_prepare runs the
+whole entry point on Debian's /usr/bin/python3.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from ansible_collections.qmp.balloon.plugins.module_utils import _common, _qmp
+
+ROLE = os.path.join(os.path.dirname(__file__), '..', '..', '..', 'roles', 'balloon_stats')
+COLLECTION = os.path.join(ROLE, '..', '..')
+PROBE = os.path.join(ROLE, 'files', 'prepare_probe.py')
+PIN = _qmp.QEMU_QMP_VERSION
+
+
+def read(*parts):
+    with open(os.path.join(*parts), encoding='utf-8') as handle:
+        return handle.read()
+
+
+def probe(mode, venv_python, python=None, env=None):
+    """Run the probe like tasks/prepare.yml does; return its JSON."""
+    argv = [python or sys.executable, '-c', read(PROBE), mode, PIN, venv_python]
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.splitlines()) == 1, proc.stdout
+    return json.loads(proc.stdout)
+
+
+def write_script(path, text):
+    with open(path, 'w', encoding='utf-8') as handle:
+        handle.write(text)
+    os.chmod(path, 0o755)
+    return path
+
+
+@pytest.fixture
+def venvs(tmp_path):
+    """Fake venv Pythons: one that imports the pin, one without qemu.qmp, one dangling symlink."""
+    made = {}
+    for name, body in (
+        ('good', '#!/bin/sh\necho %s\n' % PIN),
+        ('old', '#!/bin/sh\necho 0.0.5\n'),
+        ('without', "#!/bin/sh\necho \"ModuleNotFoundError: No module named 'qemu'\" >&2\nexit 1\n"),
+    ):
+        (tmp_path / name / 'bin').mkdir(parents=True)
+        made[name] = write_script(str(tmp_path / name / 'bin' / 'python'), body)
+    (tmp_path / 'broken' / 'bin').mkdir(parents=True)
+    made['broken'] = str(tmp_path / 'broken' / 'bin' / 'python')
+    os.symlink(str(tmp_path / 'no-such-python3.9'), made['broken'])
+    made['missing'] = str(tmp_path / 'missing' / 'bin' / 'python')
+    return made
+
+
+# ---------------------------------------------------------------------------------------------
+# The pins: one version of qemu.qmp everywhere
+# ---------------------------------------------------------------------------------------------
+
+def test_pins_agree():
+    requirements = read(ROLE, 'files', 'qemu-qmp-requirements.txt')
+    lines = [line for line in requirements.replace('\\\n', ' ').splitlines() if line.strip() and not line.startswith('#')]
+    assert len(lines) == 1, lines
+    words = lines[0].split()
+    assert words[0] == 'qemu.qmp==%s' % PIN
+    hashes = [word for word in words[1:] if word.startswith('--hash=sha256:')]
+    assert len(hashes) == 2 and len(words) == 3, words
+    assert all(re.match(r'^--hash=sha256:[0-9a-f]{64}$', word) for word in hashes), hashes
+    assert re.search(r'^__balloon_stats_qmp_pin: "%s"$' % re.escape(PIN), read(ROLE, 'vars', 'main.yml'), re.M)
+    for path in (('requirements', 'hypervisor.txt'), ('tests', 'unit', 'requirements.txt')):
+        assert 'qemu.qmp==%s' % PIN in read(COLLECTION, *path).splitlines(), path
+    assert '%s/bin/python' % _common.PREPARE_VENV in _common.missing_qemu_qmp_message()
+    assert re.search(r'^balloon_stats_venv: %s$' % re.escape(_common.PREPARE_VENV), read(ROLE, 'defaults', 'main.yml'), re.M)
+
+
+# ---------------------------------------------------------------------------------------------
+# The probe
+# ---------------------------------------------------------------------------------------------
+
+def test_auto_with_the_pin_here_looks_no_further(venvs):
+    """This interpreter (the test venv) has qemu.qmp at the pin: auto looks at no venv."""
+    facts = probe('auto', venvs['missing'])
+    assert facts['executable'] == sys.executable
+    assert facts['version'] == list(sys.version_info[:3])
+    assert facts['host_qmp'] == PIN
+    assert (facts['venv_state'], facts['venv_qmp'], facts['can_venv']) == (None, None, None)
+
+
+@pytest.mark.parametrize('mode', ['auto', 'true'])
+@pytest.mark.parametrize('venv, state, version', [
+    ('good', 'runs', PIN),
+    ('old', 'runs', '0.0.5'),
+    ('without', 'runs', None),
+    ('broken', 'broken', None),
+    ('missing', 'missing', None),
+])
+def test_venv_states(venvs, tmp_path, mode, venv, state, version):
+    # auto on an interpreter without qemu.qmp: an empty -I Python would do, but a shadowing
+    # package is simpler: qemu.qmp fails to import here.
+    shadow = tmp_path / 'shadow' / 'qemu'
+    shadow.mkdir(parents=True)
+    (shadow / '__init__.py').write_text('raise ImportError("no qemu.qmp here (test)")\n')
+    env = dict(os.environ, PYTHONPATH=str(tmp_path / 'shadow'))
+    facts = probe(mode, venvs[venv], env=env)
+    assert facts['host_qmp'] is None
+    assert (facts['venv_state'], facts['venv_qmp']) == (state, version)
+    if venv == 'without':
+        assert facts['venv_error'] == "ModuleNotFoundError: No module named 'qemu'"
+    # whether a venv can be made is asked only when there is none that runs
+    assert (facts['can_venv'] is None) == (state == 'runs')
+
+
+def test_true_ignores_the_pin_here(venvs):
+    facts = probe('true', venvs['good'])
+    assert facts['host_qmp'] is None
+    assert (facts['venv_state'], facts['venv_qmp']) == ('runs', PIN)
+
+
+def test_without_venv_and_ensurepip(venvs, tmp_path):
+    """A Debian Python without python3-venv: ensurepip does not import. And apt-get on PATH or not."""
+    shadow = tmp_path / 'shadow' / 'ensurepip'
+    shadow.mkdir(parents=True)
+    (shadow / '__init__.py').write_text('raise ImportError("ensurepip is not installed (test)")\n')
+    bin_with_apt = tmp_path / 'with-apt'
+    bin_with_apt.mkdir()
+    write_script(str(bin_with_apt / 'apt-get'), '#!/bin/sh\nexit 0\n')
+    bin_without = tmp_path / 'without-apt'
+    bin_without.mkdir()
+
+    plain = probe('true', venvs['missing'], env=dict(os.environ, PATH=str(bin_without)))
+    assert (plain['can_venv'], plain['apt']) == (True, False)
+
+    for path, apt in ((bin_with_apt, True), (bin_without, False)):
+        env = dict(os.environ, PYTHONPATH=str(tmp_path / 'shadow'), PATH=str(path))
+        facts = probe('true', venvs['missing'], env=env)
+        assert (facts['venv_state'], facts['can_venv'], facts['apt']) == ('missing', False, apt)
+        # not /usr/bin/python3: the versioned package
+        assert facts['venv_package'] == 'python%d.%d-venv' % sys.version_info[:2]
+
+
+@pytest.mark.skipif(not os.path.exists('/usr/bin/python3'), reason='no /usr/bin/python3')
+def test_the_system_python_needs_python3_venv(venvs):
+    facts = probe('true', venvs['missing'], python='/usr/bin/python3')
+    assert facts['executable'] == '/usr/bin/python3'
+    assert facts['venv_package'] == 'python3-venv'
