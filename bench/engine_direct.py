@@ -8,7 +8,7 @@
 
 DIR contains ansible_collections/qmp/balloon (the checkout, or a scratch copy with a patch).
 This is balloon_stats_info's (or balloon_stats_polling's) event loop exactly as the module runs
-it -- run_batch() with gather_info or configure_polling -- minus AnsiballZ, AnsibleModule and
+it -- _qmp_executor.run_batch() with InfoOperation or PollingOperation -- minus AnsiballZ, AnsibleModule and
 the JSON exit. Each VM's connection hold time (QMPSession.open() start to close() end) is
 recorded by wrapping those two methods in this process. Prints one JSON line.
 """
@@ -32,7 +32,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     started = time.time()
     sys.path.insert(0, args.collections)
-    from ansible_collections.qmp.balloon.plugins.module_utils import _engine, _qmp
+    from ansible_collections.qmp.balloon.plugins.module_utils import _operations, _qmp, _qmp_executor
     imported = time.time()
 
     holds = []
@@ -54,15 +54,14 @@ def main(argv=None):
     _qmp.QMPSession.open, _qmp.QMPSession.close = open_timed, close_timed
 
     with open(args.targets, encoding='utf-8') as handle:
-        targets = [_engine.Target(_qmp.Endpoint(path=entry['socket'])) for entry in json.load(handle)]
+        targets = [_qmp_executor.Target(_qmp.Endpoint(path=entry['socket'])) for entry in json.load(handle)]
     if args.work == 'info':
-        work = _engine.gather_info
+        operation = _operations.InfoOperation()
     else:
-        async def work(session, path):
-            return await _engine.configure_polling(session, path, args.interval, _engine.REARM_NEVER, False)
+        operation = _operations.PollingOperation(args.interval, _operations.REARM_NEVER)
     loop_start = time.time()
     cpu_start = time.process_time()
-    results = _engine.run_batch(targets, work, concurrency=args.concurrency, timeout=args.timeout)
+    results = _qmp_executor.run_batch(targets, operation, concurrency=args.concurrency, timeout=args.timeout)
     loop_cpu = time.process_time() - cpu_start
     loop_end = time.time()
     failed = [result['msg'] for result in results if result.get('failed')]

@@ -25,7 +25,8 @@ import shutil
 import subprocess
 import sys
 
-OURS = ('_engine.py', '_qmp.py', '_stats.py', '_common.py', '_errors.py', 'balloon_stats_info.py', 'floor.py')
+OURS = ('_qmp_executor.py', '_qmp_discovery.py', '_operations.py', '_batch.py', '_targets.py', '_options.py', '_qmp.py', '_stats.py',
+        '_common.py', '_errors.py', 'balloon_stats_info.py', 'floor.py')
 
 
 def classify(stack):

@@ -56,7 +56,7 @@ import time
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
-FAKE = os.path.join(ROOT, 'tests', 'support', 'fake_qmp.py')
+FAKE = os.path.join(ROOT, 'tests', 'support', 'run_fake_qmp.py')
 VM_PY = os.path.join(ROOT, 'tests', 'guest', 'vm.py')
 FLOOR = os.path.join(BENCH, 'floor.py')
 ENGINE_DIRECT = os.path.join(BENCH, 'engine_direct.py')
@@ -216,7 +216,7 @@ def timed_child(command, env=None, cwd=None, timeout=600):
 
 
 class FakeFleetProcess(object):
-    """tests/support/fake_qmp.py serving COUNT endpoints in its own process."""
+    """tests/support/run_fake_qmp.py serving COUNT endpoints in its own process."""
 
     def __init__(self, python, directory, count, interval=0):
         self.directory = directory

@@ -113,10 +113,10 @@ options:
   concurrency:
     description:
       - How many VMs are handled at the same time, each on its own short QMP connection
-        (with O(transport=libvirt), on one shared libvirt connection).
-      - A VM whose monitor has not finished after 0.25 s (busy, hung, or slow) stops counting against this
-        limit and the next VM starts; it keeps its own O(timeout). At most 256 connections (or O(concurrency)
-        if higher) are open at once.
+        (with O(transport=libvirt), each in its own thread on one shared libvirt connection).
+      - A VM that has not finished after 0.25 s (a busy, hung or slow monitor, or libvirt call) stops counting
+        against this limit and the next VM starts; it keeps its own O(timeout). At most 256 VMs (or O(concurrency)
+        if higher) are in progress at once. Both transports follow this rule.
       - The default suits local unix sockets, where one task reads about as fast at 4 as at 32 while each
         monitor is held for a fraction of the time (QEMU serves one client at a time). Raise it for
         monitors reached over TCP with a long round trip.
@@ -177,7 +177,15 @@ notes:
     QEMU's own documentation does not exist.
   - Neither the polling interval nor the stats survive live migration; set the interval again afterwards.
   - Only these QMP commands are ever sent - C(qmp_capabilities), C(qom-list), C(qom-get), C(query-status),
-    C(query-name), C(query-uuid), C(query-balloon), and C(qom-set) on C(guest-stats-polling-interval) only.
+    C(query-name), and C(qom-set) on C(guest-stats-polling-interval) only.
+attributes:
+  # Every module with these options is in the action group (module_defaults: group/qmp.balloon.qmp);
+  # the fragments below add the attributes that differ between an action and an info module.
+  action_group:
+    description: Use C(group/qmp.balloon.qmp) in C(module_defaults) to set defaults for this module.
+    support: full
+    membership:
+      - qmp.balloon.qmp
 seealso:
   - name: QEMU virtio-balloon statistics
     description: QEMU's documentation of the guest statistics of the balloon device.
@@ -199,11 +207,6 @@ attributes:
   idempotent:
     description: When run twice in a row outside check mode, with the same arguments, the second invocation indicates no change.
     support: full
-  action_group:
-    description: Use C(group/qmp.balloon.qmp) in C(module_defaults) to set defaults for this module.
-    support: full
-    membership:
-      - qmp.balloon.qmp
 '''
 
     # Standard attributes of an information module.
@@ -219,9 +222,4 @@ attributes:
   idempotent:
     description: This action does not modify state.
     support: full
-  action_group:
-    description: Use C(group/qmp.balloon.qmp) in C(module_defaults) to set defaults for this module.
-    support: full
-    membership:
-      - qmp.balloon.qmp
 '''

@@ -8,6 +8,8 @@
 - ``balloon_compliance``: turns balloon_stats_info's ``vms`` into VM records with
   rule results (rules are JMESPath expressions, data not code).
 - ``balloon_report``: assembles the fleet report from every hypervisor's facts.
+- ``balloon_summary``: the counts of one hypervisor's VM records (the role's fact), the
+  same counts the report makes per hypervisor and for the fleet.
 - ``balloon_report_csv``: one CSV row per VM, for spreadsheets.
 """
 
@@ -29,6 +31,8 @@ except ImportError:
 
 #: Version of the report's JSON layout; bump on any incompatible change.
 REPORT_SCHEMA_VERSION = 1
+#: Rule severities, most severe first. The report carries this order (``severities``) for its
+#: HTML template, which ranks each VM by its worst violation.
 SEVERITIES = ('critical', 'warning', 'info')
 
 #: Fields copied from a balloon_stats_info result into a VM record.
@@ -132,6 +136,17 @@ def balloon_compliance(vms, rules=None, hypervisor=None, expected_interval=None,
     return records
 
 
+def balloon_summary(records):
+    """The counts of a list of VM records (one hypervisor's, or the fleet's): vms, unreachable, compliant, violations."""
+    records = _plain(records)
+    return {
+        'vms': len(records),
+        'unreachable': sum(1 for vm in records if not vm.get('reachable', True)),
+        'compliant': sum(1 for vm in records if vm.get('compliance', {}).get('compliant')),
+        'violations': sum(len(vm.get('compliance', {}).get('violations', [])) for vm in records),
+    }
+
+
 def balloon_report(hostvars, hosts_all, hosts_ok=None, fact_name='balloon_stats'):
     """The fleet report from each hypervisor's ``balloon_stats`` fact.
 
@@ -150,24 +165,24 @@ def balloon_report(hostvars, hosts_all, hosts_ok=None, fact_name='balloon_stats'
                                 'vms': 0, 'failed_vms': 0, 'violations': 0, 'collected_at': None})
             continue
         host_vms = facts.get('vms') or []
-        failed = sum(1 for vm in host_vms if not vm.get('reachable', True))
-        violations = sum(len(vm.get('compliance', {}).get('violations', [])) for vm in host_vms)
+        counts = balloon_summary(host_vms)
         if host not in hosts_ok:
             status = 'failed'   # gathered, then failed later in the play: keep its data
         else:
-            status = 'no_vms' if not host_vms else ('vm_errors' if failed else 'ok')
-        hypervisors.append({'name': host, 'status': status, 'vms': len(host_vms), 'failed_vms': failed,
-                            'violations': violations, 'collected_at': facts.get('collected_at')})
+            status = 'no_vms' if not host_vms else ('vm_errors' if counts['unreachable'] else 'ok')
+        hypervisors.append({'name': host, 'status': status, 'vms': counts['vms'], 'failed_vms': counts['unreachable'],
+                            'violations': counts['violations'], 'collected_at': facts.get('collected_at')})
         vms.extend(host_vms)
     violations = [violation for vm in vms for violation in vm.get('compliance', {}).get('violations', [])]
+    fleet = balloon_summary(vms)
     summary = {
         'hypervisors': len(hypervisors),
         'hypervisors_unreachable': sum(1 for h in hypervisors if h['status'] in ('unreachable', 'not_gathered')),
         'hypervisors_failed': sum(1 for h in hypervisors if h['status'] == 'failed'),
-        'vms': len(vms),
-        'vms_unreachable': sum(1 for vm in vms if not vm.get('reachable', True)),
-        'vms_compliant': sum(1 for vm in vms if vm.get('compliance', {}).get('compliant')),
-        'violations': len(violations),
+        'vms': fleet['vms'],
+        'vms_unreachable': fleet['unreachable'],
+        'vms_compliant': fleet['compliant'],
+        'violations': fleet['violations'],
         'by_severity': dict((severity, sum(1 for v in violations if v['severity'] == severity)) for severity in SEVERITIES),
         'by_health': {},
     }
@@ -176,7 +191,7 @@ def balloon_report(hostvars, hosts_all, hosts_ok=None, fact_name='balloon_stats'
         summary['by_health'][key] = summary['by_health'].get(key, 0) + 1
     summary['vms_non_compliant'] = summary['vms'] - summary['vms_compliant']
     return {'schema_version': REPORT_SCHEMA_VERSION, 'generated_at': _now_iso(), 'summary': summary,
-            'hypervisors': hypervisors, 'vms': vms, 'violations': violations}
+            'severities': list(SEVERITIES), 'hypervisors': hypervisors, 'vms': vms, 'violations': violations}
 
 
 def balloon_report_csv(report):
@@ -204,5 +219,6 @@ class FilterModule(object):
         return {
             'balloon_compliance': balloon_compliance,
             'balloon_report': balloon_report,
+            'balloon_summary': balloon_summary,
             'balloon_report_csv': balloon_report_csv,
         }

@@ -38,6 +38,25 @@ class BalloonNotFound(BalloonError):
     """The VM has no usable virtio-balloon device (or more than one candidate)."""
 
 
+class LibvirtUnreachable(EndpointError):
+    """libvirtd could not be reached, or the connection broke. Fails the whole batch."""
+
+
+class LibvirtTimeout(BalloonError):
+    """libvirt did not answer within the timeout."""
+
+
+class DomainNotFound(BalloonError):
+    """libvirt has no domain of that name or UUID."""
+
+
+class VMShutOff(BalloonError):
+    """The VM is shut off (a libvirt domain that is defined but not running): it has no live balloon."""
+
+    def __init__(self, consequence):
+        super().__init__('the domain is shut off: %s' % consequence)
+
+
 class CommandFailed(BalloonError):
     """QEMU answered a command with an error."""
 
@@ -58,3 +77,8 @@ def _describe_call(command, arguments):
     if command == 'qom-list' and 'path' in arguments:
         return 'qom-list of %s' % arguments['path']
     return command
+
+
+def seconds(value):
+    """A number of seconds as it reads in a sentence: ``5``, ``0.5``, ``2.25``."""
+    return '%g' % value

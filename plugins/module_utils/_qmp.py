@@ -44,10 +44,12 @@ from ansible_collections.qmp.balloon.plugins.module_utils._errors import (
     EndpointError,
     MonitorBusy,
     QMPTimeout,
+    seconds,
 )
 
 #: The only QMP commands the collection ever sends. ``qmp_capabilities`` is
 #: sent by qemu.qmp during negotiation; the others by this collection.
+#: README.md and docs/security.md list the same (a unit test compares them).
 ALLOWED_COMMANDS = frozenset([
     'qmp_capabilities',
     'qom-list',
@@ -55,8 +57,6 @@ ALLOWED_COMMANDS = frozenset([
     'qom-set',
     'query-status',
     'query-name',
-    'query-uuid',
-    'query-balloon',
 ])
 
 #: The only QOM property ``qom-set`` may write.
@@ -231,7 +231,7 @@ class QMPSession(object):
     def _remaining(self, doing):
         left = self._deadline - asyncio.get_running_loop().time()
         if left <= 0:
-            raise QMPTimeout('QEMU did not finish %s within the %s s timeout' % (doing, _fmt(self.timeout)))
+            raise QMPTimeout('QEMU did not finish %s within the %s s timeout' % (doing, seconds(self.timeout)))
         return left
 
     async def __aenter__(self):
@@ -264,7 +264,7 @@ class QMPSession(object):
                 'connected to %s but QEMU sent no QMP greeting within %s s: the monitor is busy '
                 '(QEMU serves one client at a time and another client, such as libvirt, a second '
                 'Ansible run or an open socat, holds it) or QEMU is hung%s; close the other client and retry'
-                % (self.endpoint, _fmt(self.timeout), tls_hint))
+                % (self.endpoint, seconds(self.timeout), tls_hint))
         except ConnectError as exc:
             raise _map_session_error(self.endpoint, exc.exc)
 
@@ -296,7 +296,7 @@ class QMPSession(object):
             except asyncio.TimeoutError:
                 sock.close()
                 raise QMPTimeout('connecting to %s did not complete within %s s: the host does not answer'
-                                 % (self.endpoint, _fmt(self.timeout)))
+                                 % (self.endpoint, seconds(self.timeout)))
             except OSError as exc:
                 sock.close()
                 last_error = exc
@@ -327,7 +327,7 @@ class QMPSession(object):
         except ExecuteError as exc:
             raise CommandFailed(command, arguments, exc.error_class, str(exc))
         except asyncio.TimeoutError:
-            raise QMPTimeout('QEMU did not answer %s within the %s s timeout' % (command, _fmt(self.timeout)))
+            raise QMPTimeout('QEMU did not answer %s within the %s s timeout' % (command, seconds(self.timeout)))
         except (QMPError, EOFError, OSError, ValueError) as exc:
             raise EndpointError('the connection to %s broke during %s: %s'
                                 % (self.endpoint, command, _describe(exc)))
@@ -343,10 +343,6 @@ class QMPSession(object):
                 pass
         if sock is not None:
             sock.close()
-
-
-def _fmt(seconds):
-    return ('%g' % seconds)
 
 
 def _describe(exc):

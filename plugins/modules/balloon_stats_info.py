@@ -206,12 +206,12 @@ polling_interval:
 '''
 
 from ansible_collections.qmp.balloon.plugins.module_utils._common import BalloonModule
-from ansible_collections.qmp.balloon.plugins.module_utils import _engine, _libvirt
+from ansible_collections.qmp.balloon.plugins.module_utils._operations import InfoOperation
 
 
 def main():
     client = BalloonModule({})
-    results = client.run(_engine.gather_info, _libvirt.InfoOperation())
+    results = client.run(InfoOperation())
     client.exit(results, changed=False)
 
 

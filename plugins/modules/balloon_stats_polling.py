@@ -211,47 +211,39 @@ qom_path:
   type: str
 '''
 
-from ansible_collections.qmp.balloon.plugins.module_utils._common import TRANSPORT_LIBVIRT, BalloonModule
-from ansible_collections.qmp.balloon.plugins.module_utils import _engine, _libvirt
+from ansible_collections.qmp.balloon.plugins.module_utils._common import BalloonModule
+from ansible_collections.qmp.balloon.plugins.module_utils._operations import (
+    MAX_INTERVAL,
+    REARM_CHOICES,
+    REARM_NEVER,
+    PollingOperation,
+    polling_diff,
+)
 
 
 def check_interval(value):
     """Error sentence for a bad interval, else None. bool passes Ansible's int check, so refuse it here."""
     if isinstance(value, bool):
         return 'interval must be a whole number of seconds, not a boolean (%s)' % value
-    if not 0 <= value <= _engine.MAX_INTERVAL:
-        return 'interval must be between 0 and %d seconds, got %d' % (_engine.MAX_INTERVAL, value)
+    if not 0 <= value <= MAX_INTERVAL:
+        return 'interval must be between 0 and %d seconds, got %d' % (MAX_INTERVAL, value)
     return None
 
 
 def main():
     client = BalloonModule(dict(
         interval=dict(type='int', required=True),
-        rearm=dict(type='str', default=_engine.REARM_NEVER, choices=list(_engine.REARM_CHOICES)),
+        rearm=dict(type='str', default=REARM_NEVER, choices=list(REARM_CHOICES)),
         persistent=dict(type='bool', default=False),
     ), libvirt_only=('persistent',))
-    interval = client.params['interval']
-    error = check_interval(interval)
+    params = client.params
+    error = check_interval(params['interval'])
     if error:
-        client.fail('Invalid input, no VM was touched: %s' % error)
-    rearm = client.params['rearm']
-
-    async def work(session, qom_path):
-        return await _engine.configure_polling(session, qom_path, interval, rearm, client.check_mode)
-
-    persistent = client.params['persistent']
-    results = client.run(work, _libvirt.PollingOperation(interval, rearm, persistent, client.check_mode))
+        client.refuse([error])
+    operation = PollingOperation(params['interval'], params['rearm'], params['persistent'], client.check_mode)
+    results = client.run(operation)
     changed = any(result.get('changed') for result in results)
-    if client.transport == TRANSPORT_LIBVIRT:
-        diff = _libvirt.polling_diff(results, persistent)
-    else:
-        diff = [
-            dict(before_header='%s interval' % result['name'], after_header='%s interval' % result['name'],
-                 before='guest-stats-polling-interval: %s\n' % result['previous_interval'],
-                 after='guest-stats-polling-interval: %s%s\n' % (result['interval'], ' (re-armed)' if result['rearmed'] else ''))
-            for result in results if not result.get('failed')
-        ]
-    client.exit(results, changed=changed, diff=diff)
+    client.exit(results, changed=changed, diff=polling_diff(results, client.executor.diff_words, params['persistent']))
 
 
 if __name__ == '__main__':

@@ -2,7 +2,7 @@
 # Copyright: (c) 2025, qmp.balloon contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Tests of the fake QMP server (tests/support/fake_qmp.py): it must behave like QEMU 7.2."""
+"""Tests of the fake QMP server (tests/support/fake_qmp): it must behave like QEMU 7.2."""
 
 from __future__ import annotations
 
@@ -22,15 +22,13 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import pytest
 
-SUPPORT_DIR = Path(__file__).resolve().parents[2] / "support"
-sys.path.insert(0, str(SUPPORT_DIR))
-
-import fake_qmp  # noqa: E402  pylint: disable=wrong-import-position
-from fake_qmp import (  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.qmp.balloon.tests.support import fake_qmp
+from ansible_collections.qmp.balloon.tests.support.fake_qmp import (
     U64_UNSET, FakeFleet, FakeQMPServer, FaultOptions, VMModel, read_record,
 )
 
-FAKE_QMP = str(SUPPORT_DIR / "fake_qmp.py")
+SUPPORT_DIR = Path(__file__).resolve().parents[2] / "support"
+FAKE_QMP = str(SUPPORT_DIR / "run_fake_qmp.py")
 BALLOON = "/machine/peripheral/balloon0"
 BACKEND = BALLOON + "/virtio-backend"
 INTERVAL = "guest-stats-polling-interval"

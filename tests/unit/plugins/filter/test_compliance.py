@@ -124,6 +124,18 @@ def test_report_lists_every_host_and_counts():
     assert summary['by_health'] == {'ok': 1, 'polling_disabled': 1, 'unreachable': 1}
 
 
+def test_summary_counts_one_hosts_records_like_the_report():
+    records = compliance.balloon_compliance([vm('a'), vm('b', polling_interval=0, health='polling_disabled'), failed_vm('c')], rules=BUILTIN,
+                                            hypervisor='hv1', expected_interval=10, min_available_percent=10)
+    assert compliance.balloon_summary(records) == {'vms': 3, 'unreachable': 1, 'compliant': 1, 'violations': 3}
+    assert compliance.balloon_summary([]) == {'vms': 0, 'unreachable': 0, 'compliant': 0, 'violations': 0}
+    report = compliance.balloon_report({'hv1': {'balloon_stats': {'vms': records}}}, ['hv1'])
+    [hypervisor] = report['hypervisors']
+    assert (hypervisor['vms'], hypervisor['failed_vms'], hypervisor['violations']) == (3, 1, 3)
+    assert report['severities'] == ['critical', 'warning', 'info'] == list(compliance.SEVERITIES)
+    assert list(report['summary']['by_severity']) == report['severities']
+
+
 def test_csv_has_one_row_per_vm_and_escapes():
     records = compliance.balloon_compliance([vm('a'), vm('b,"quoted"'), failed_vm('c')], rules=BUILTIN,
                                             hypervisor='hv1', expected_interval=10, min_available_percent=10)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import types
 
-from ansible_collections.qmp.balloon.plugins.module_utils import _libvirt
+from ansible_collections.qmp.balloon.plugins.module_utils import _libvirt, _operations
 
 NOW = 1795794731
 UUIDS = ['4216a76a-24d1-42b2-a57e-f8fd0a04df%02d' % index for index in range(100)]
@@ -250,8 +250,7 @@ def fake_module(hypervisor):
 
 
 def install(monkeypatch, hypervisor, now=NOW):
-    """Make _libvirt use the fake libvirt connected to ``hypervisor`` and a frozen wall clock."""
-    import time  # pylint: disable=import-outside-toplevel
+    """Make _libvirt use the fake libvirt connected to ``hypervisor``, and the operations a frozen wall clock."""
     monkeypatch.setattr(_libvirt, 'libvirt', fake_module(hypervisor))
     monkeypatch.setattr(_libvirt, 'HAS_LIBVIRT', True)
-    monkeypatch.setattr(_libvirt, 'time', types.SimpleNamespace(time=lambda: now, monotonic=time.monotonic))
+    monkeypatch.setattr(_operations, 'time', types.SimpleNamespace(time=lambda: now))

@@ -22,25 +22,18 @@ import gc
 import json
 import os
 import re
-import sys
 import time
 import types
 import warnings
-from pathlib import Path
 from unittest import mock
 
-SUPPORT_DIR = Path(__file__).resolve().parents[3] / 'support'
-if str(SUPPORT_DIR) not in sys.path:
-    sys.path.insert(0, str(SUPPORT_DIR))
+from ansible.module_utils import basic
 
-import fake_qmp  # noqa: E402  pylint: disable=wrong-import-position,import-error
-from fake_qmp import (  # noqa: E402,F401  pylint: disable=wrong-import-position,import-error,unused-import
+from ansible_collections.qmp.balloon.plugins.module_utils import _operations, _qmp, _qmp_executor
+from ansible_collections.qmp.balloon.tests.support import fake_qmp
+from ansible_collections.qmp.balloon.tests.support.fake_qmp import (  # noqa: F401  pylint: disable=unused-import
     CLASSIC_STAT_NAMES, EXTRA_STAT_NAMES, U64_UNSET, FakeFleet, FakeQMPServer, FaultOptions, Recorder, VMModel, default_stats, read_record,
 )
-
-from ansible.module_utils import basic  # noqa: E402  pylint: disable=wrong-import-position
-
-from ansible_collections.qmp.balloon.plugins.module_utils import _engine, _qmp  # noqa: E402  pylint: disable=wrong-import-position
 
 try:
     from ansible.module_utils.testing import patch_module_args  # ansible-core 2.19+
@@ -72,8 +65,8 @@ class Clock(object):
 
 
 def freeze_engine_time(monkeypatch, clock):
-    """Make ``_engine`` read ``clock`` instead of ``time.time()`` (ages become exact)."""
-    monkeypatch.setattr(_engine, 'time', types.SimpleNamespace(time=clock))
+    """Make the operations read ``clock`` instead of ``time.time()`` (ages become exact)."""
+    monkeypatch.setattr(_operations, 'time', types.SimpleNamespace(time=clock))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -81,7 +74,7 @@ def freeze_engine_time(monkeypatch, clock):
 # ---------------------------------------------------------------------------------------------
 
 #: The allow-list as documented (README, docs/design.md), written here independently of the code under test.
-DOCUMENTED_COMMANDS = frozenset(['qmp_capabilities', 'qom-list', 'qom-get', 'qom-set', 'query-status', 'query-name', 'query-uuid', 'query-balloon'])
+DOCUMENTED_COMMANDS = frozenset(['qmp_capabilities', 'qom-list', 'qom-get', 'qom-set', 'query-status', 'query-name'])
 DOCUMENTED_WRITABLE = 'guest-stats-polling-interval'
 
 
@@ -179,7 +172,7 @@ def targets_for(fleet, names=None, qom_paths=None):
     """One engine Target per fake endpoint; ``names``/``qom_paths`` map a fake name to a given value."""
     names = names or {}
     qom_paths = qom_paths or {}
-    return [_engine.Target(engine_endpoint(endpoint), name=names.get(endpoint.name), qom_path=qom_paths.get(endpoint.name))
+    return [_qmp_executor.Target(engine_endpoint(endpoint), name=names.get(endpoint.name), qom_path=qom_paths.get(endpoint.name))
             for endpoint in fleet]
 
 
@@ -203,22 +196,19 @@ def plain_warnings():
         warnings.warn_explicit(str(warning.message), warning.category, warning.filename, warning.lineno)
 
 
-def run_batch(targets, work, **kwargs):
-    """``_engine.run_batch`` with its warnings made picklable (and a timeout for a loaded machine)."""
+def run_batch(targets, operation, **kwargs):
+    """``_qmp_executor.run_batch`` with its warnings made picklable (and a timeout for a loaded machine)."""
     kwargs.setdefault('timeout', 20)
     with plain_warnings():
-        return _engine.run_batch(targets, work, **kwargs)
+        return _qmp_executor.run_batch(targets, operation, **kwargs)
 
 
 def info(targets, **kwargs):
-    return run_batch(targets, _engine.gather_info, **kwargs)
+    return run_batch(targets, _operations.InfoOperation(), **kwargs)
 
 
-def polling(targets, interval, rearm=_engine.REARM_NEVER, check_mode=False, **kwargs):
-    async def work(session, qom_path):
-        return await _engine.configure_polling(session, qom_path, interval, rearm, check_mode)
-
-    return run_batch(targets, work, **kwargs)
+def polling(targets, interval, rearm=_operations.REARM_NEVER, check_mode=False, **kwargs):
+    return run_batch(targets, _operations.PollingOperation(interval, rearm, check_mode=check_mode), **kwargs)
 
 
 def expected_stats(raw):
@@ -228,7 +218,7 @@ def expected_stats(raw):
 
 
 class SessionCounter(object):
-    """Counts QMP sessions open at once (patch it over ``_engine.QMPSession``)."""
+    """Counts QMP sessions open at once (patch it over ``_qmp_executor.QMPSession``)."""
 
     def __init__(self):
         self.current = 0
@@ -255,11 +245,11 @@ class SessionCounter(object):
 
 
 class TaskWatch(object):
-    """Wraps ``_engine._run`` to record the asyncio tasks still alive when the batch is done."""
+    """Wraps ``_qmp_executor._run`` to record the asyncio tasks still alive when the batch is done."""
 
     def __init__(self, monkeypatch):
         self.leftover = []
-        original = _engine._run
+        original = _qmp_executor._run
 
         async def watched(*args, **kwargs):
             results = await original(*args, **kwargs)
@@ -267,7 +257,7 @@ class TaskWatch(object):
             self.leftover.extend(task for task in asyncio.all_tasks() if task is not asyncio.current_task() and not task.done())
             return results
 
-        monkeypatch.setattr(_engine, '_run', watched)
+        monkeypatch.setattr(_qmp_executor, '_run', watched)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import tempfile
 
 import pytest
 
-from ansible_collections.qmp.balloon.plugins.module_utils import _engine, _qmp
+from ansible_collections.qmp.balloon.plugins.module_utils import _operations, _qmp
 from ansible_collections.qmp.balloon.plugins.modules import balloon_stats_info, balloon_stats_polling
 from ansible_collections.qmp.balloon.tests.unit.plugins.module_utils import qmp_fakes
 from ansible_collections.qmp.balloon.tests.unit.plugins.module_utils.qmp_fakes import (
@@ -70,7 +70,7 @@ def _scenario(monkeypatch):
             qmp_fakes.polling(targets, 5, rearm='always', timeout=timeout)
         targets = qmp_fakes.targets_for(healthy)
         qmp_fakes.info(targets)
-        for rearm in _engine.REARM_CHOICES:
+        for rearm in _operations.REARM_CHOICES:
             for check_mode in (True, False):
                 qmp_fakes.polling(targets, 5, rearm=rearm, check_mode=check_mode)
         qmp_fakes.polling(targets, 0)
@@ -97,7 +97,7 @@ def test_everything_recorded_is_in_the_allow_list(record_file, monkeypatch):
     sets = [entry['arguments'] for entry in entries if entry['command'] == 'qom-set']
     assert sets and all(arguments['property'] == _qmp.POLLING_PROPERTY for arguments in sets)
     assert all(isinstance(arguments['value'], int) and not isinstance(arguments['value'], bool)
-               and 0 <= arguments['value'] <= _engine.MAX_INTERVAL for arguments in sets)
+               and 0 <= arguments['value'] <= _operations.MAX_INTERVAL for arguments in sets)
     assert not any(entry.get('oob') for entry in entries)
 
 

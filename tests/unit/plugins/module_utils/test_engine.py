@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""The real engine (_engine.run_batch with configure_polling and gather_info) against the fake QEMU.
+"""The real engine (_qmp_executor.run_batch with PollingOperation and InfoOperation) against the fake QEMU.
 
 Discovery, polling (idempotence, check mode, read-back, the re-arm decision table and what a
 re-arm does to a stalled timer), info (names, unset values, health), VM names, order and
@@ -14,40 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import socket
-import tempfile
 
 import pytest
 from qemu.qmp import ExecuteError
 from qemu.qmp.protocol import StateError
 
-from ansible_collections.qmp.balloon.plugins.module_utils import _engine, _qmp
+from ansible_collections.qmp.balloon.plugins.module_utils import _operations, _qmp, _qmp_discovery, _qmp_executor
 from ansible_collections.qmp.balloon.tests.unit.plugins.module_utils import qmp_fakes
 from ansible_collections.qmp.balloon.tests.unit.plugins.module_utils.qmp_fakes import (
     ANON_BALLOON, BACKEND, BALLOON, CLASSIC_STAT_NAMES, NOW, TRANSPORTS, U64_UNSET, VMModel,
 )
-
-
-@pytest.fixture
-def fleets():
-    with qmp_fakes.Fleets() as factory:
-        yield factory
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    """The fake's VMs and the engine share this clock: ages are exact, nothing sleeps."""
-    shared = qmp_fakes.Clock()
-    qmp_fakes.freeze_engine_time(monkeypatch, shared)
-    return shared
-
-
-@pytest.fixture
-def short_dir():
-    path = tempfile.mkdtemp(prefix='qb-')
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def one(fleets, model, transport='unix', **kwargs):
@@ -133,23 +110,23 @@ def test_tree_walk_terminates_within_its_bounds(fleets, fault):
     [result] = qmp_fakes.info(qmp_fakes.targets_for(fleet), timeout=30)
     assert result['failed'] is True and 'no virtio-balloon device in this VM' in result['msg'], result['msg']
     listed = qmp_fakes.qom_lists(fleet.record)
-    assert listed[:2] == list(_engine.PERIPHERAL_CONTAINERS)
+    assert listed[:2] == list(_qmp_discovery.PERIPHERAL_CONTAINERS)
     walked = listed[2:]
     assert walked[0] == '/machine'
-    assert len(walked) <= _engine.WALK_MAX_LISTS
+    assert len(walked) <= _qmp_discovery.WALK_MAX_LISTS
     assert len(walked) == len(set(walked)), 'a path is listed twice'
-    assert not set(walked) & set(_engine.PERIPHERAL_CONTAINERS)
-    assert max(path.count('/') for path in walked) <= _engine.WALK_MAX_DEPTH
+    assert not set(walked) & set(_qmp_discovery.PERIPHERAL_CONTAINERS)
+    assert max(path.count('/') for path in walked) <= _qmp_discovery.WALK_MAX_DEPTH
 
 
 def test_tree_walk_depth_bound_alone_stops_a_deep_chain(fleets, monkeypatch):
-    monkeypatch.setattr(_engine, 'WALK_MAX_LISTS', 100000)
+    monkeypatch.setattr(_qmp_discovery, 'WALK_MAX_LISTS', 100000)
     fleet = fleets.fleet_of([VMModel(balloon='none')], fault='deep_tree')
     [result] = qmp_fakes.info(qmp_fakes.targets_for(fleet), timeout=60)
     assert result['failed'] is True and 'no virtio-balloon device' in result['msg'], result['msg']
     walked = qmp_fakes.qom_lists(fleet.record)[2:]
     assert '/machine/unattached/deep-chain/level[1]/level[2]/level[3]' in walked
-    assert max(path.count('/') for path in walked) == _engine.WALK_MAX_DEPTH
+    assert max(path.count('/') for path in walked) == _qmp_discovery.WALK_MAX_DEPTH
     assert not any('level[4]' in path for path in walked)
 
 
@@ -167,7 +144,7 @@ def test_tree_walk_depth_bound_alone_stops_a_deep_chain(fleets, monkeypatch):
     (None, False),
 ])
 def test_balloon_types(qom_type, expected):
-    assert _engine.is_balloon_type(qom_type) is expected
+    assert _qmp_discovery.is_balloon_type(qom_type) is expected
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,7 +177,7 @@ def test_polling_sets_reads_back_and_is_idempotent(fleets, transport, start, wan
 
 
 @pytest.mark.parametrize('transport', TRANSPORTS)
-@pytest.mark.parametrize('rearm', _engine.REARM_CHOICES)
+@pytest.mark.parametrize('rearm', _operations.REARM_CHOICES)
 def test_check_mode_writes_nothing(fleets, clock, transport, rearm):
     models = [static_vm(interval=0), static_vm(interval=10, age=1000), static_vm(interval=10, age=1)]
     fleet = fleets.fleet_of(models, transport=transport)
@@ -264,9 +241,10 @@ def _stalled_live_vm(clock):
     return model
 
 
-async def _write_same_value(session, qom_path):
-    await _engine.write_interval(session, qom_path, 2)
-    stats = await _engine.read_guest_stats(session, qom_path)
+async def _write_same_value(vm):
+    session, qom_path = vm.session, vm.qom_path
+    await _qmp_executor.write_interval(session, qom_path, 2)
+    stats = await _qmp_executor.read_guest_stats(session, qom_path)
     return {'changed': False, 'last_update_after': stats['last-update']}
 
 
@@ -466,17 +444,17 @@ def test_names(fleets, transport, qemu_name, given, expected, asks):
 ])
 def test_socket_names(fleets, short_dir, file_name, expected):
     server = fleets.server(path=os.path.join(short_dir, file_name), vm=VMModel())
-    [result] = qmp_fakes.info([_engine.Target(_qmp.Endpoint(path=server.path))])
+    [result] = qmp_fakes.info([_qmp_executor.Target(_qmp.Endpoint(path=server.path))])
     assert result['name'] == expected and result['failed'] is False
 
 
 def test_name_of_a_vm_that_failed_before_query_name(fleets, short_dir):
     path = os.path.join(short_dir, 'gone.qmp')
-    [result] = qmp_fakes.info([_engine.Target(_qmp.Endpoint(path=path)), ])
+    [result] = qmp_fakes.info([_qmp_executor.Target(_qmp.Endpoint(path=path)), ])
     assert result['name'] == 'gone' and result['msg'].startswith('gone (unix:%s): the socket %s does not exist' % (path, path))
-    [named] = qmp_fakes.info([_engine.Target(_qmp.Endpoint(path=path), name='db1')])
+    [named] = qmp_fakes.info([_qmp_executor.Target(_qmp.Endpoint(path=path), name='db1')])
     assert named['name'] == 'db1' and named['msg'].startswith('db1 (unix:%s): ' % path)
-    [tcp] = qmp_fakes.info([_engine.Target(_qmp.Endpoint(host='::1', port=1))])
+    [tcp] = qmp_fakes.info([_qmp_executor.Target(_qmp.Endpoint(host='::1', port=1))])
     assert tcp['name'] == '::1:1' and tcp['msg'].startswith('::1:1 (tcp:[::1]:1): nothing is listening')
 
 
@@ -492,7 +470,7 @@ def test_results_in_input_order_whatever_the_concurrency(fleets, monkeypatch, tr
     fleet = fleets.fleet(len(names), transport=transport, names=names, fault={'slow0': 'delay', 'slow1': 'delay'},
                          options=qmp_fakes.FaultOptions(delay=0.15, fault_on='query-status'))
     counter = qmp_fakes.SessionCounter()
-    monkeypatch.setattr(_engine, 'QMPSession', counter.session_class())
+    monkeypatch.setattr(_qmp_executor, 'QMPSession', counter.session_class())
     results = qmp_fakes.info(qmp_fakes.targets_for(fleet), concurrency=concurrency, timeout=5)
     assert [result['name'] for result in results] == names
     assert [result['failed'] for result in results] == [False] * len(names)
@@ -507,7 +485,7 @@ def test_results_in_input_order_whatever_the_concurrency(fleets, monkeypatch, tr
 
 
 def test_empty_batch():
-    assert _engine.run_batch([], _engine.gather_info) == []
+    assert _qmp_executor.run_batch([], _operations.InfoOperation()) == []
 
 
 def _healthy_models():
@@ -534,13 +512,13 @@ def test_one_failing_vm_never_affects_the_others(fleets, clock, short_dir, work)
     listener.bind(dead)
     try:
         mixed = [
-            _engine.Target(_qmp.Endpoint(path=os.path.join(short_dir, 'missing.qmp'))),
+            _qmp_executor.Target(_qmp.Endpoint(path=os.path.join(short_dir, 'missing.qmp'))),
             qmp_fakes.targets_for(healthy)[0],
             qmp_fakes.targets_for(broken)[0],
-            _engine.Target(_qmp.Endpoint(path=dead)),
+            _qmp_executor.Target(_qmp.Endpoint(path=dead)),
             qmp_fakes.targets_for(healthy)[1],
             qmp_fakes.targets_for(broken)[1],
-            _engine.Target(_qmp.Endpoint(host='127.0.0.1', port=1)),
+            _qmp_executor.Target(_qmp.Endpoint(host='127.0.0.1', port=1)),
             qmp_fakes.targets_for(healthy)[2],
             qmp_fakes.targets_for(broken)[2],
         ]

@@ -16,15 +16,13 @@ import asyncio
 import gc
 import logging
 import os
-import shutil
 import socket
-import tempfile
 import time
 import warnings
 
 import pytest
 
-from ansible_collections.qmp.balloon.plugins.module_utils import _engine, _qmp
+from ansible_collections.qmp.balloon.plugins.module_utils import _batch, _operations, _qmp, _qmp_executor
 from ansible_collections.qmp.balloon.tests.unit.plugins.module_utils import qmp_fakes
 from ansible_collections.qmp.balloon.tests.unit.plugins.module_utils.qmp_fakes import NOW, FaultOptions, VMModel, fake_qmp
 
@@ -59,26 +57,6 @@ FAILING = sorted(key for key, case in FAULTS.items() if case[2])
 
 def test_every_fault_of_the_fake_is_covered():
     assert set(case[0] for case in FAULTS.values()) == fake_qmp.FAULTS
-
-
-@pytest.fixture
-def fleets():
-    with qmp_fakes.Fleets() as factory:
-        yield factory
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    shared = qmp_fakes.Clock()
-    qmp_fakes.freeze_engine_time(monkeypatch, shared)
-    return shared
-
-
-@pytest.fixture
-def short_dir():
-    path = tempfile.mkdtemp(prefix='qb-')
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def healthy_vm(name):
@@ -234,7 +212,7 @@ def test_busy_monitor_fails_within_the_timeout_and_the_engine_leaves_the_queue(f
     server = fleets.server(vm=healthy_vm('busy-vm'), name='busy')
     healthy = fleets.fleet_of([healthy_vm('ok0')])
     holder = _holder(server.path)
-    targets = [_engine.Target(_qmp.Endpoint(path=server.path))] + qmp_fakes.targets_for(healthy)
+    targets = [_qmp_executor.Target(_qmp.Endpoint(path=server.path))] + qmp_fakes.targets_for(healthy)
     try:
         with Watch(monkeypatch, caplog, server, healthy) as watch:
             results = qmp_fakes.info(targets, timeout=TIMEOUT)
@@ -258,13 +236,13 @@ def test_busy_monitors_give_their_concurrency_slot_to_the_next_vm(fleets, clock,
     servers = [fleets.server(vm=healthy_vm('busy%d' % index), name='busy%d' % index) for index in range(3)]
     healthy = fleets.fleet_of([healthy_vm('ok%d' % index) for index in range(4)])
     holders = [_holder(server.path) for server in servers]
-    targets = [_engine.Target(_qmp.Endpoint(path=server.path)) for server in servers] + qmp_fakes.targets_for(healthy)
+    targets = [_qmp_executor.Target(_qmp.Endpoint(path=server.path)) for server in servers] + qmp_fakes.targets_for(healthy)
     try:
         with Watch(monkeypatch, caplog, healthy, *servers) as watch:
             results = qmp_fakes.info(targets, timeout=TIMEOUT, concurrency=1)
         # One slot, given back by each busy VM after SLOW_AFTER: about TIMEOUT + 3 x SLOW_AFTER, where
         # slots held to the end would take 3 x TIMEOUT.
-        watch.check(TIMEOUT + 3 * _engine.SLOW_AFTER + SLACK)
+        watch.check(TIMEOUT + 3 * _batch.SLOW_AFTER + SLACK)
         assert watch.elapsed < 3 * TIMEOUT
         for result, target in zip(results[:3], targets):
             check_failed(result, target.endpoint, r'busy')
@@ -312,7 +290,7 @@ def test_full_listen_queue_is_reported_busy(fleets):
             if waiting.connect_ex(server.path) != 0:
                 break
         started = time.monotonic()
-        [result] = qmp_fakes.info([_engine.Target(_qmp.Endpoint(path=server.path))], timeout=TIMEOUT)
+        [result] = qmp_fakes.info([_qmp_executor.Target(_qmp.Endpoint(path=server.path))], timeout=TIMEOUT)
         elapsed = time.monotonic() - started
     finally:
         for sock in queued + [holder]:
@@ -336,11 +314,11 @@ def test_dead_and_missing_sockets(fleets, short_dir, monkeypatch, caplog):
     closed_port.bind(('127.0.0.1', 0))  # reserved but not listening
     port = closed_port.getsockname()[1]
     targets = [
-        _engine.Target(_qmp.Endpoint(path=dead)),
-        _engine.Target(_qmp.Endpoint(path=missing)),
+        _qmp_executor.Target(_qmp.Endpoint(path=dead)),
+        _qmp_executor.Target(_qmp.Endpoint(path=missing)),
         qmp_fakes.targets_for(healthy)[0],
-        _engine.Target(_qmp.Endpoint(path=regular)),
-        _engine.Target(_qmp.Endpoint(host='127.0.0.1', port=port)),
+        _qmp_executor.Target(_qmp.Endpoint(path=regular)),
+        _qmp_executor.Target(_qmp.Endpoint(host='127.0.0.1', port=port)),
     ]
     try:
         with Watch(monkeypatch, caplog, healthy) as watch:
@@ -363,17 +341,18 @@ def test_dead_and_missing_sockets(fleets, short_dir, monkeypatch, caplog):
 # A budget spent between two commands
 # ---------------------------------------------------------------------------------------------
 
-async def _late_command(session, qom_path):
+async def _late_command(vm):
     """Work that spends the rest of the budget before its command (a slow walk of a big QOM tree does the same)."""
+    session, qom_path = vm.session, vm.qom_path
     await asyncio.sleep(session._deadline - asyncio.get_running_loop().time() + 0.05)  # pylint: disable=protected-access
-    return {'interval': await _engine.read_interval(session, qom_path)}
+    return {'interval': await _qmp_executor.read_interval(session, qom_path)}
 
 
 def _spend_the_budget(fleets):
     fleet = fleets.fleet_of([healthy_vm('vm')])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
-        [result] = _engine.run_batch(qmp_fakes.targets_for(fleet), _late_command, timeout=TIMEOUT)
+        [result] = _qmp_executor.run_batch(qmp_fakes.targets_for(fleet), _late_command, timeout=TIMEOUT)
         gc.collect()
     return fleet, result, [str(warning.message) for warning in caught]
 
@@ -399,7 +378,7 @@ def _spend_the_budget_connecting(fleets, monkeypatch):
     fleet = fleets.fleet_of([healthy_vm('vm')], transport='tcp')
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
-        [result] = _engine.run_batch(qmp_fakes.targets_for(fleet), _engine.gather_info, timeout=TIMEOUT)
+        [result] = _qmp_executor.run_batch(qmp_fakes.targets_for(fleet), _operations.InfoOperation(), timeout=TIMEOUT)
         gc.collect()
     return fleet, result, [str(warning.message) for warning in caught]
 

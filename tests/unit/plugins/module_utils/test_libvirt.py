@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from ansible_collections.qmp.balloon.plugins.module_utils import _common, _libvirt, _stats
+from ansible_collections.qmp.balloon.plugins.module_utils import _batch, _libvirt, _libvirt_domain, _libvirt_executor, _options, _stats
 from ansible_collections.qmp.balloon.plugins.modules import balloon_stats_info, balloon_stats_polling
 from ansible_collections.qmp.balloon.tests.unit.plugins.module_utils import libvirt_fakes
 from ansible_collections.qmp.balloon.tests.unit.plugins.module_utils.libvirt_fakes import FULL_STATS, NOW
@@ -60,7 +60,7 @@ def vm(result, name):
     ('hugetlb_pgalloc', 'htlb_pgalloc', 1), ('hugetlb_pgfail', 'htlb_pgfail', 1),
 ])
 def test_each_libvirt_stat_becomes_the_qmp_name_in_qmp_units(libvirt_name, qemu_name, factor):
-    guest_stats = _libvirt.qemu_guest_stats({libvirt_name: 1000, 'last_update': NOW})
+    guest_stats = _libvirt_domain.qemu_guest_stats({libvirt_name: 1000, 'last_update': NOW})
     stats, unsupported = _stats.normalise_stats(guest_stats['stats'])
     assert stats[qemu_name] == 1000 * factor
     assert qemu_name not in unsupported
@@ -71,10 +71,10 @@ def test_each_libvirt_stat_becomes_the_qmp_name_in_qmp_units(libvirt_name, qemu_
 def test_record_of_the_batch_call_reads_like_memory_stats():
     record = {'state.state': 1, 'balloon.current': 131072, 'balloon.maximum': 262144, 'balloon.unused': 5,
               'balloon.last-update': NOW, 'balloon.rss': 7}
-    assert _libvirt.memory_stats_from_record(record) == {'actual': 131072, 'unused': 5, 'last_update': NOW, 'rss': 7}
+    assert _libvirt_domain.memory_stats_from_record(record) == {'actual': 131072, 'unused': 5, 'last_update': NOW, 'rss': 7}
     # Without rss libvirt did not ask QEMU (NOWAIT and the domain was busy): no guest data in it.
-    assert _libvirt.memory_stats_from_record({'balloon.current': 1, 'balloon.maximum': 1}) is None
-    assert _libvirt.memory_stats_from_record(None) is None
+    assert _libvirt_domain.memory_stats_from_record({'balloon.current': 1, 'balloon.maximum': 1}) is None
+    assert _libvirt_domain.memory_stats_from_record(None) is None
 
 
 @pytest.mark.parametrize('xml, expected', [
@@ -84,7 +84,7 @@ def test_record_of_the_batch_call_reads_like_memory_stats():
     ("<domain><devices/></domain>", (None, 0)),
 ])
 def test_balloon_from_xml(xml, expected):
-    assert _libvirt.balloon_from_xml(xml) == expected
+    assert _libvirt_domain.balloon_from_xml(xml) == expected
 
 
 @pytest.mark.parametrize('text, expected', [
@@ -355,6 +355,25 @@ def test_a_hung_domain_fails_alone(hypervisor):
                                           'within the 0.5 s timeout')
 
 
+def test_hung_domains_give_their_concurrency_slot_to_the_next(hypervisor):
+    """concurrency means what it means over QMP: three hung domains at concurrency 1 cost one timeout, not three."""
+    hang = threading.Event()
+    stuck = ['stuck0', 'stuck1', 'stuck2']
+    for name in stuck:
+        hypervisor.add(name, live_period=5, stats=dict(FULL_STATS)).hang = hang
+    hypervisor.add('fine', live_period=5, stats=dict(FULL_STATS))
+    started = time.monotonic()
+    try:
+        result = info({'targets': [{'domain': name} for name in stuck + ['fine']], 'timeout': 1, 'concurrency': 1,
+                       'fail_on_error': False})
+    finally:
+        hang.set()
+    assert time.monotonic() - started < 3
+    assert vm(result, 'fine')['failed'] is False
+    for name in stuck:
+        assert vm(result, name)['msg'].endswith('libvirt did not finish with this domain within the 1 s timeout')
+
+
 def test_fan_out_bounds_concurrency():
     running, peak, lock = [0], [0], threading.Lock()
 
@@ -367,7 +386,7 @@ def test_fan_out_bounds_concurrency():
             running[0] -= 1
         return 'done'
 
-    outcomes = _libvirt._fan_out([job] * 12, 3, 5)  # pylint: disable=protected-access
+    outcomes = _batch.run_threads([job] * 12, 3, 5)
     assert outcomes == [(True, 'done')] * 12 and peak[0] <= 3
 
 
@@ -407,8 +426,9 @@ def test_a_call_outside_the_allow_list_is_refused_before_it_is_made(hypervisor):
     assert hypervisor.methods() == []
 
 
-def test_the_source_never_names_the_qemu_monitor_passthrough():
-    with open(_libvirt.__file__) as handle:
+@pytest.mark.parametrize('module', [_libvirt, _libvirt_domain, _libvirt_executor])
+def test_the_source_never_names_the_qemu_monitor_passthrough(module):
+    with open(module.__file__) as handle:
         code = [line for line in handle if not line.lstrip().startswith('#')]
     source = ''.join(code)
     assert 'import libvirt_qemu' not in source and '.qemuMonitorCommand(' not in source
@@ -485,4 +505,4 @@ def test_qmp_required_one_of_messages_are_unchanged():
     assert run_module(balloon_stats_info, {})['msg'] == 'one of the following is required: socket, host, targets'
     assert (run_module(balloon_stats_info, {'targets': [{'name': 'x'}]})['msg']
             == 'one of the following is required: socket, host found in targets')
-    assert _common.TRANSPORT_QMP == 'qmp'
+    assert _options.TRANSPORT_QMP == 'qmp'

@@ -14,7 +14,7 @@ import tempfile
 
 import pytest
 
-from ansible_collections.qmp.balloon.plugins.module_utils import _common
+from ansible_collections.qmp.balloon.plugins.module_utils import _targets
 
 NOBODY = 65534
 
@@ -63,13 +63,13 @@ def root_socket():
 
 
 def test_socket_without_permission_is_refused_for_a_non_root_user(root_socket):
-    text = _as_nobody(_common.check_socket_path, root_socket, 'targets[0].socket')
+    text = _as_nobody(_targets.check_socket_path, root_socket, 'targets[0].socket')
     assert text.startswith("'targets[0].socket: permission denied on %s" % root_socket), text
     # root may use it: the same check passes
-    assert _common.check_socket_path(root_socket, 'socket') is None
+    assert _targets.check_socket_path(root_socket, 'socket') is None
 
 
 def test_socket_in_a_directory_without_access_is_refused(root_socket):
     os.chmod(os.path.dirname(root_socket), 0o700)
-    text = _as_nobody(_common.check_socket_path, root_socket, 'socket')
+    text = _as_nobody(_targets.check_socket_path, root_socket, 'socket')
     assert text.startswith("'socket: permission denied reaching %s" % root_socket), text

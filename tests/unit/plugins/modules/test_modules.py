@@ -32,19 +32,6 @@ INVALID = 'Invalid input, no VM was touched: '
 
 
 @pytest.fixture
-def fleets():
-    with qmp_fakes.Fleets() as factory:
-        yield factory
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    shared = qmp_fakes.Clock()
-    qmp_fakes.freeze_engine_time(monkeypatch, shared)
-    return shared
-
-
-@pytest.fixture
 def places(fleets):
     """Two unix fakes, a TCP fake, a directory, a regular file, a missing path, a dead socket."""
     directory = tempfile.mkdtemp(prefix='qb-')

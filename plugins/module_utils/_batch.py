@@ -1,0 +1,172 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) qmp.balloon contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The fan-out both executors share, and the shape of a VM's result.
+
+PRIVATE: not part of the collection's public API.
+
+``concurrency`` means the same for every transport: at most that many VMs are being
+served at once, and a VM still unfinished after :data:`SLOW_AFTER` seconds (a busy,
+hung or slow monitor or libvirt call, waiting for its own timeout) gives its slot to the
+next VM; at most ``max(MAX_OPEN, concurrency)`` VMs are in progress at any time.
+
+The QMP executor serves its VMs as coroutines of one event loop (:func:`fan_out`); the
+libvirt executor, whose library blocks, serves each VM in a daemon thread
+(:func:`run_threads`) through the same fan-out. A VM's result is a dict built by
+:func:`new_result`, :func:`record_failure` and :func:`finish`, the same for both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from ansible_collections.qmp.balloon.plugins.module_utils._errors import BalloonError, seconds
+
+#: A VM not finished after this many seconds gives its concurrency slot to the next VM
+#: (it keeps its connection and its own timeout).
+SLOW_AFTER = 0.25
+#: But no more than this many VMs are ever in progress at once (file descriptors, threads).
+MAX_OPEN = 256
+
+
+class Batch(list):
+    """The results of a batch, one dict per VM in input order, and ``error``: a batch-wide failure or None.
+
+    ``error`` is set when the whole batch could not be done (libvirtd unreachable, hung or gone);
+    the task then fails with that one message, whatever fail_on_error says.
+    """
+
+    def __init__(self, results=(), error=None):
+        super().__init__(results)
+        self.error = error
+
+
+# ---------------------------------------------------------------------------------------------
+# Section: the fan-out
+# ---------------------------------------------------------------------------------------------
+
+async def fan_out(items, serve, concurrency, slow_after=SLOW_AFTER):
+    """``await serve(item)`` for every item, at most ``concurrency`` being served at once; results in order.
+
+    A slow item stops counting against ``concurrency`` after ``slow_after`` seconds, so a few
+    hung VMs do not stall the rest of the batch; at most max(MAX_OPEN, concurrency) items
+    are in progress at any time. ``serve`` must not raise: it turns failures into results.
+    """
+    loop = asyncio.get_running_loop()
+    active = asyncio.Semaphore(concurrency)
+    in_progress = asyncio.Semaphore(max(MAX_OPEN, concurrency))
+
+    async def one(item):
+        async with in_progress:
+            await active.acquire()
+            holding = True
+
+            def give_back():
+                nonlocal holding
+                if holding:
+                    holding = False
+                    active.release()
+
+            timer = loop.call_later(slow_after, give_back)
+            try:
+                return await serve(item)
+            finally:
+                timer.cancel()
+                give_back()
+
+    return await asyncio.gather(*(one(item) for item in items))
+
+
+def _capture(work):
+    try:
+        return True, work()
+    except BaseException as exc:  # pylint: disable=broad-except
+        return False, exc
+
+
+async def in_thread(work, timeout):
+    """``(succeeded, value_or_exception)`` of ``work()`` run in a daemon thread, or None when it took over ``timeout``.
+
+    A blocking call cannot be cancelled: a thread that does not finish in time is abandoned
+    (a daemon thread does not keep the process alive), and its late answer is dropped.
+    """
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+
+    def deliver(outcome):
+        if not done.done():
+            done.set_result(outcome)
+
+    def run():
+        outcome = _capture(work)
+        try:
+            loop.call_soon_threadsafe(deliver, outcome)
+        except RuntimeError:
+            pass  # the event loop is closed: the batch ended without this answer
+
+    thread = threading.Thread(target=run, name='qmp.balloon VM')
+    thread.daemon = True
+    thread.start()
+    try:
+        return await asyncio.wait_for(done, timeout)
+    except asyncio.TimeoutError:
+        return None
+
+
+def _late(timeout):
+    return BalloonError('did not finish within the %s s timeout' % seconds(timeout))
+
+
+def run_threads(jobs, concurrency, timeout, late=_late, slow_after=SLOW_AFTER):
+    """Run each blocking ``job()`` in its own daemon thread through :func:`fan_out`, each bounded by ``timeout``.
+
+    Returns ``[(succeeded, value_or_exception)]`` in input order. A job that does not
+    finish in time gets ``(False, late(timeout))``; its thread is left behind.
+    """
+    async def serve(job):
+        outcome = await in_thread(job, timeout)
+        return (False, late(timeout)) if outcome is None else outcome
+
+    if not jobs:
+        return []
+    return list(asyncio.run(fan_out(jobs, serve, concurrency, slow_after)))
+
+
+def call_in_thread(work, timeout, late):
+    """``work()`` in a daemon thread, bounded by ``timeout``: its value, or its exception raised, or ``late(timeout)`` raised."""
+    [(succeeded, value)] = run_threads([work], 1, timeout, late)
+    if not succeeded:
+        raise value
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Section: one VM's result
+# ---------------------------------------------------------------------------------------------
+
+def new_result(name, endpoint, **fields):
+    """A VM's result before its work: ``name`` (None until known), ``endpoint``, the transport's ``fields``, not failed."""
+    result = {'name': name, 'endpoint': endpoint}
+    result.update(fields)
+    result['failed'] = False
+    return result
+
+
+def record_failure(result, exc):
+    """Mark the result failed with one sentence: the error's own, or ``unexpected TYPE: ...`` for a bug."""
+    result['failed'] = True
+    if isinstance(exc, BalloonError):
+        result['msg'] = str(exc)
+    else:
+        # A bug or an answer no QEMU or libvirt sends: still one sentence, never a traceback.
+        result['msg'] = 'unexpected %s: %s' % (type(exc).__name__, exc)
+
+
+def finish(result):
+    """Prefix a failure's sentence with ``NAME (ENDPOINT): `` so that it names the VM; return the result."""
+    if result['failed']:
+        result['msg'] = '%s (%s): %s' % (result['name'], result['endpoint'], result['msg'])
+    return result

@@ -1,0 +1,274 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) qmp.balloon contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Module parameters -> the VMs to handle, or one error: nothing is touched when any input is bad.
+
+PRIVATE: not part of the collection's public API.
+
+:func:`build` checks every input and lists every problem at once, each naming its option
+(``targets[2].socket: ...``). One loop goes over the entries (the top-level options of a
+single VM, or each ``targets`` entry) for both transports; what differs is asked of the
+transport's reader: :class:`_QMPInput` (socket or host and port, TLS) or
+:class:`_LibvirtInput` (domain, all_domains, libvirt_uri).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import stat
+
+from ansible_collections.qmp.balloon.plugins.module_utils._libvirt_executor import LibvirtTarget
+from ansible_collections.qmp.balloon.plugins.module_utils._options import (
+    LIBVIRT_ONLY_OPTIONS,
+    MAX_TIMEOUT,
+    QMP_ONLY_OPTIONS,
+    QMP_ONLY_TARGET_OPTIONS,
+    TRANSPORT_LIBVIRT,
+    DEFAULT_LIBVIRT_URI,
+    invalid_input,
+    libvirt_uri,
+)
+from ansible_collections.qmp.balloon.plugins.module_utils._qmp import Endpoint, TLSSettings
+from ansible_collections.qmp.balloon.plugins.module_utils._qmp_executor import Target
+
+
+class InputError(Exception):
+    """The module's input cannot be used; ``str()`` is the whole message the task fails with."""
+
+
+class Selection(object):
+    """The VMs of a task: ``targets`` in input order, ``single`` (one VM, its fields at the top level), ``all_domains``."""
+
+    def __init__(self, targets, single, all_domains=False):
+        self.targets = targets
+        self.single = single
+        self.all_domains = all_domains
+
+
+# ---------------------------------------------------------------------------------------------
+# Section: checks of single values
+# ---------------------------------------------------------------------------------------------
+
+def check_socket_path(path, option):
+    """Return an error sentence naming ``option`` when ``path`` cannot be a QMP socket, else None."""
+    if not path:
+        return '%s must not be empty' % option
+    if not os.path.isabs(path):
+        return '%s must be an absolute path, got %r' % (option, path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return '%s: %s does not exist (is the VM running?)' % (option, path)
+    except PermissionError:
+        return '%s: permission denied reaching %s: run as a user that may use the socket (usually root)' % (option, path)
+    if stat.S_ISDIR(mode):
+        return '%s: %s is a directory, not a QMP socket' % (option, path)
+    if not stat.S_ISSOCK(mode):
+        return '%s: %s is not a socket (a regular file or device)' % (option, path)
+    if not os.access(path, os.R_OK | os.W_OK):
+        return ('%s: permission denied on %s: run as a user that may write to the socket '
+                '(usually root, with become: true)' % (option, path))
+    return None
+
+
+def check_tcp(host, port, option):
+    if not host:
+        return '%s.host must not be empty' % option if option else 'host must not be empty'
+    if port is None or not 1 <= port <= 65535:
+        return '%s must be between 1 and 65535, got %s' % ('%s.port' % option if option else 'port', port)
+    return None
+
+
+def _check_name(name, prefix, label, names, errors, fallback):
+    """Refuse an empty or duplicate target name; remember the others in ``names`` (name -> label)."""
+    if name is None:
+        return
+    if not name.strip():
+        errors.append('%sname must not be empty (omit it to use %s)' % (prefix, fallback))
+    elif name in names:
+        errors.append('%sname: duplicate name %r (also in %s)' % (prefix, name, names[name]))
+    else:
+        names[name] = label
+
+
+def _check_batch_options(params, errors):
+    if math.isnan(params['timeout']) or params['timeout'] <= 0:
+        errors.append('timeout must be greater than 0 seconds, got %s' % params['timeout'])
+    elif params['timeout'] > MAX_TIMEOUT:
+        errors.append('timeout must be at most %d seconds, got %s' % (MAX_TIMEOUT, params['timeout']))
+    if params['concurrency'] < 1:
+        errors.append('concurrency must be at least 1, got %s' % params['concurrency'])
+
+
+# ---------------------------------------------------------------------------------------------
+# Section: the transports' readers
+# ---------------------------------------------------------------------------------------------
+
+class _QMPInput(object):
+    """Transport qmp: each VM is a unix socket or a TCP host and port, optionally with a qom_path."""
+
+    #: What a VM is called when its entry gives no name.
+    default_name = "QEMU's name"
+    #: Why one monitor may not be listed twice.
+    listed_twice = ': QEMU serves one client per monitor'
+
+    def __init__(self, params, libvirt_only):
+        self.params = params
+        self.libvirt_only = libvirt_only
+        self.tls = None
+
+    def single(self):
+        # targets: [] (say, an empty inventory group) is a batch of no VMs, not a single-VM call.
+        return self.params['targets'] is None
+
+    def check_options(self, errors):
+        """Refuse the libvirt options by name, then require socket, host or targets (both fail at once); TLS files."""
+        params = self.params
+        refused = ['%s applies to transport libvirt only: set transport: libvirt, or reach QEMU with socket or host and port'
+                   % option for option in self.libvirt_only if params[option] not in (None, False)]
+        for index, entry in enumerate(params['targets'] or []):
+            if entry.get('domain') is not None:
+                refused.append('targets[%d].domain applies to transport libvirt only: set transport: libvirt, or give '
+                               'targets[%d].socket or host and port' % (index, index))
+        if refused:
+            raise InputError(invalid_input(refused))
+        # The messages AnsibleModule's required_one_of gave before transport libvirt existed.
+        if all(params[option] is None for option in ('socket', 'host', 'targets')):
+            raise InputError('one of the following is required: socket, host, targets')
+        if any(entry.get('socket') is None and entry.get('host') is None for entry in params['targets'] or []):
+            raise InputError('one of the following is required: socket, host found in targets')
+        self.tls = self._tls_settings(errors)
+        if self.tls and self.single() and params['socket'] is not None:
+            errors.append('tls_ca, tls_cert, tls_key and tls_server_name apply to TCP monitors (host and port), not to a unix socket')
+
+    def _tls_settings(self, errors):
+        params = self.params
+        if not params['tls_ca']:
+            return None
+        for option in ('tls_ca', 'tls_cert', 'tls_key'):
+            path = params[option]
+            if path is None:
+                continue
+            if not os.path.isabs(path):
+                errors.append('%s must be an absolute path, got %r' % (option, path))
+            elif not os.path.isfile(path):
+                errors.append('%s: %s is not a readable file' % (option, path))
+            elif not os.access(path, os.R_OK):
+                errors.append('%s: permission denied reading %s' % (option, path))
+        return TLSSettings(params['tls_ca'], params['tls_cert'], params['tls_key'], params['tls_server_name'])
+
+    def check_selection(self, errors):
+        pass
+
+    def target(self, entry, label, prefix, errors):
+        """``(Target, key)`` of one entry (the key tells one monitor from another), or None when it cannot be reached."""
+        if entry.get('socket') is not None:
+            error = check_socket_path(entry['socket'], prefix + 'socket')
+            endpoint = Endpoint(path=entry['socket'])
+        else:
+            error = check_tcp(entry.get('host'), entry.get('port'), label)
+            endpoint = Endpoint(host=entry.get('host'), port=entry.get('port'), tls=self.tls)
+        if error:
+            errors.append(error)
+            return None
+        if entry.get('qom_path') is not None and not entry['qom_path'].strip():
+            errors.append('%sqom_path must not be empty' % prefix)
+        # /d/./vm.qmp, /d//vm.qmp and a symlink are the same monitor.
+        key = 'unix:%s' % os.path.realpath(endpoint.path) if endpoint.is_unix else str(endpoint)
+        # QEMU resolves partial paths such as "balloon0" itself.
+        return Target(endpoint, name=entry.get('name'), qom_path=entry.get('qom_path')), key
+
+
+class _LibvirtInput(object):
+    """Transport libvirt: each VM is a domain (name or UUID), or all active domains of libvirt_uri."""
+
+    default_name = "the domain's name"
+    listed_twice = ''
+
+    def __init__(self, params, libvirt_only):
+        self.params = params
+
+    def single(self):
+        return self.params['domain'] is not None
+
+    def check_options(self, errors):
+        for option in QMP_ONLY_OPTIONS:
+            if self.params[option] is None:
+                continue
+            if option.startswith('tls_'):
+                errors.append('%s applies to QMP TCP monitors (transport qmp) only: with transport libvirt, choose TLS with '
+                              'libvirt_uri (qemu+tls://HOST/system)' % option)
+            else:
+                errors.append('%s applies to transport qmp only: with transport libvirt, name the VM with domain '
+                              '(or use all_domains)' % option)
+
+    def check_selection(self, errors):
+        params = self.params
+        if not libvirt_uri(params).strip():
+            errors.append('libvirt_uri must not be empty (omit it for %s)' % DEFAULT_LIBVIRT_URI)
+        chosen = [option for option in ('domain', 'targets', 'all_domains') if params[option] not in (None, False)]
+        if not chosen:
+            errors.append('with transport libvirt, one of domain, targets or all_domains is required')
+        elif len(chosen) > 1:
+            errors.append('%s are mutually exclusive: give one domain, a list of targets, or all_domains: true'
+                          % ' and '.join(chosen))
+        if params['all_domains'] and params['name'] is not None:
+            errors.append('name applies to a single domain, not to all_domains (each VM is named after its domain)')
+
+    def target(self, entry, label, prefix, errors):
+        """``(LibvirtTarget, key)`` of one entry, or None without a domain."""
+        misplaced = [option for option in QMP_ONLY_TARGET_OPTIONS if label and entry.get(option) is not None]
+        for option in misplaced:
+            errors.append('%s%s applies to transport qmp only: with transport libvirt, give %sdomain' % (prefix, option, prefix))
+        domain = entry.get('domain')
+        if domain is None or not domain.strip():
+            if not misplaced:
+                errors.append('%sdomain %s' % (prefix, 'is required with transport libvirt (a domain name or UUID)'
+                                               if domain is None else 'must not be empty'))
+            return None
+        return LibvirtTarget(domain, name=entry.get('name')), 'domain %s' % domain
+
+
+# ---------------------------------------------------------------------------------------------
+# Section: the one loop
+# ---------------------------------------------------------------------------------------------
+
+def build(params, libvirt_only=LIBVIRT_ONLY_OPTIONS):
+    """The :class:`Selection` of the task, checked before any VM is touched.
+
+    ``libvirt_only``: the options that apply to transport libvirt only (the common ones and
+    the module's own, such as ``persistent``), refused with transport qmp when set.
+
+    :raise InputError: with every problem found, each naming its option.
+    """
+    libvirt = params['transport'] == TRANSPORT_LIBVIRT
+    reader = (_LibvirtInput if libvirt else _QMPInput)(params, libvirt_only)
+    errors = []
+    reader.check_options(errors)
+    _check_batch_options(params, errors)
+    reader.check_selection(errors)
+    single = reader.single()
+    if single:
+        entries = [(None, params)]
+    else:
+        entries = [('targets[%d]' % index, entry) for index, entry in enumerate(params['targets'] or [])]
+    targets = []
+    names = {}
+    keys = {}
+    for label, entry in entries:
+        prefix = '%s.' % label if label else ''
+        found = reader.target(entry, label, prefix, errors)
+        if found is None:
+            continue
+        target, key = found
+        _check_name(entry.get('name'), prefix, label, names, errors, reader.default_name)
+        if key in keys:
+            errors.append('%s: %s is listed twice (also in %s)%s' % (label, key, keys[key], reader.listed_twice))
+        keys[key] = label
+        targets.append(target)
+    if errors:
+        raise InputError(invalid_input(errors))
+    return Selection(targets, single, all_domains=libvirt and bool(params['all_domains']))
