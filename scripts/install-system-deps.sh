@@ -47,6 +47,12 @@ case "${1:-}" in
     *) echo "install-system-deps: unknown argument: $1" >&2; exit 2 ;;
 esac
 
+if ! command -v dpkg-query >/dev/null 2>&1; then
+    echo "install-system-deps: no dpkg-query here: this script knows only Debian's packages and apt-get;" \
+         "install the equivalents of ${PACKAGES[*]} by hand" >&2
+    exit 1
+fi
+
 missing=()
 for package in "${PACKAGES[@]}"; do
     if [ "$(dpkg-query -W -f='${db:Status-Status}' "${package}" 2>/dev/null || true)" != installed ]; then

@@ -44,8 +44,8 @@ PREPARE_VENV = '/opt/qmp-balloon/venv'
 
 
 def _this_python():
-    """'The Python PATH on HOST': the interpreter running this module and the host it runs on."""
-    return 'The Python %s on %s' % (sys.executable or 'python', platform.node() or 'this host')
+    """'The Python PATH on this host (node name NODE)': the interpreter running this module and the host it runs on."""
+    return 'The Python %s on this host (node name %s)' % (sys.executable or 'python', platform.node() or 'unknown')
 
 
 def missing_qemu_qmp_message():

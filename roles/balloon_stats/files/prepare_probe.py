@@ -11,9 +11,13 @@ one JSON document it prints:
 
 - ``executable``, ``version``: the interpreter that ran it (sys.executable, the real path).
 - ``host_qmp``: the version of qemu.qmp this interpreter imports, or null (only with MODE auto).
-- ``venv_state``: ``missing`` (no VENV_PYTHON), ``broken`` (it exists but does not run, say
-  after the system Python it links to was upgraded away) or ``runs``; ``venv_qmp``: the
-  version of qemu.qmp VENV_PYTHON imports, or null. Not looked at when auto finds the pin here.
+- ``venv_state`` of VENV (VENV_PYTHON's directory's parent): ``missing`` (no VENV, or an empty
+  directory), ``foreign`` (a non-empty VENV without pyvenv.cfg: not a venv, never touched),
+  ``broken`` (VENV/pyvenv.cfg exists, but VENV_PYTHON is missing or does not run, say after the
+  system Python it links to was upgraded away, or it runs a Python whose major.minor differs
+  from pyvenv.cfg's ``version``: Debian's bin/python -> python3 -> /usr/bin/python3 still runs
+  after an upgrade, as the newer Python) or ``runs``; ``venv_qmp``: the version of qemu.qmp
+  VENV_PYTHON imports, or null. Not looked at when auto finds the pin here.
 - ``can_venv``: this interpreter has the venv and ensurepip modules (Debian and Ubuntu split
   them into python3-venv), so ``PYTHON -m venv`` can make a venv with pip.
 - ``apt``: apt-get is on PATH; ``venv_package``: the Debian/Ubuntu package to install when it
@@ -31,8 +35,11 @@ import shutil
 import subprocess
 import sys
 
-# What a venv's Python runs to tell which qemu.qmp it imports (prints nothing when it cannot).
+# What a venv's Python runs: its major.minor on the first line, then the version of qemu.qmp it
+# imports (nothing, and exit status 1 with the error on stderr, when it cannot).
 VENV_CHECK = (
+    'import sys\n'
+    'print("%d.%d" % sys.version_info[:2], flush=True)\n'
     'import importlib.metadata as metadata, qemu.qmp\n'
     'print(metadata.version("qemu.qmp"))\n'
 )
@@ -49,10 +56,37 @@ def qmp_version_here():
         return None
 
 
+def venv_config_version(venv):
+    """major.minor of the Python VENV/pyvenv.cfg says the venv was made with, or None.
+
+    ``version_info`` (virtualenv, uv) else ``version`` (python -m venv)."""
+    values = {}
+    try:
+        with open(os.path.join(venv, 'pyvenv.cfg'), encoding='utf-8', errors='replace') as handle:
+            for line in handle:
+                key, sep, value = line.partition('=')
+                if sep:
+                    values[key.strip().lower()] = value.strip()
+    except OSError:
+        return None
+    version = values.get('version_info') or values.get('version') or ''
+    parts = version.split('.')
+    if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit():
+        return '%s.%s' % (parts[0], parts[1])
+    return None
+
+
 def venv_status(venv_python):
-    """(state, qemu.qmp version or None, why it failed or None) of the venv's interpreter."""
+    """(state, qemu.qmp version or None, why it failed or None) of the venv VENV_PYTHON belongs to."""
+    venv = os.path.dirname(os.path.dirname(venv_python))
+    if not os.path.exists(os.path.join(venv, 'pyvenv.cfg')):
+        # Not a venv: missing (nothing there, or an empty directory that venv may fill), or
+        # something else that must not be touched (a wrong balloon_stats_venv).
+        if os.path.lexists(venv) and not (os.path.isdir(venv) and not os.listdir(venv)):
+            return 'foreign', None, '%s has no pyvenv.cfg' % venv
+        return 'missing', None, None
     if not os.path.exists(venv_python):
-        return ('broken' if os.path.lexists(venv_python) else 'missing'), None, None
+        return 'broken', None, '%s does not exist or its link is dangling' % venv_python
     try:
         proc = subprocess.Popen([venv_python, '-c', VENV_CHECK], stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -60,10 +94,17 @@ def venv_status(venv_python):
     except (OSError, subprocess.TimeoutExpired) as exc:
         return 'broken', None, str(exc)
     lines = err.decode('utf-8', 'replace').strip().splitlines()
+    out_lines = out.decode('utf-8', 'replace').strip().splitlines()
+    why = lines[-1] if lines else 'exit status %d' % proc.returncode
+    if not out_lines:
+        return 'broken', None, why  # not even sys.version_info: it does not run Python
+    made_with = venv_config_version(venv)
+    if made_with is not None and out_lines[0].strip() != made_with:
+        return 'broken', None, 'made with Python %s, %s is Python %s' % (made_with, venv_python, out_lines[0].strip())
     if proc.returncode == 0:
-        return 'runs', out.decode('utf-8', 'replace').strip() or None, None
+        return 'runs', (out_lines[1].strip() if len(out_lines) > 1 else None) or None, None
     # It ran but could not import qemu.qmp: a venv without it (ModuleNotFoundError), still usable.
-    return 'runs', None, lines[-1] if lines else 'exit status %d' % proc.returncode
+    return 'runs', None, why
 
 
 def can_make_venvs():
@@ -101,7 +142,7 @@ def main(argv):
         facts['host_qmp'] = qmp_version_here()
     if facts['host_qmp'] != pin:
         facts['venv_state'], facts['venv_qmp'], facts['venv_error'] = venv_status(venv_python)
-        if facts['venv_state'] != 'runs':
+        if facts['venv_state'] in ('missing', 'broken'):
             facts['can_venv'] = can_make_venvs()
     print(json.dumps(facts, sort_keys=True))
 

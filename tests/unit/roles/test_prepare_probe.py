@@ -50,21 +50,47 @@ def write_script(path, text):
     return path
 
 
+HERE = '%d.%d' % sys.version_info[:2]
+
+
+def make_venv(root, name, body=None, cfg_version=None, cfg=True):
+    """A fake venv ROOT/NAME: bin/python runs BODY (a shell script), or is a dangling link when BODY is None."""
+    (root / name / 'bin').mkdir(parents=True)
+    if cfg:
+        (root / name / 'pyvenv.cfg').write_text(
+            'home = /usr/bin\ninclude-system-site-packages = true\nversion = %s.2\n' % (cfg_version or HERE))
+    python = str(root / name / 'bin' / 'python')
+    if body is None:
+        os.symlink(str(root / 'no-such-python3.9'), python)
+        return python
+    return write_script(python, body)
+
+
 @pytest.fixture
 def venvs(tmp_path):
-    """Fake venv Pythons: one that imports the pin, one without qemu.qmp, one dangling symlink."""
-    made = {}
-    for name, body in (
-        ('good', '#!/bin/sh\necho %s\n' % PIN),
-        ('old', '#!/bin/sh\necho 0.0.5\n'),
-        ('without', "#!/bin/sh\necho \"ModuleNotFoundError: No module named 'qemu'\" >&2\nexit 1\n"),
-    ):
-        (tmp_path / name / 'bin').mkdir(parents=True)
-        made[name] = write_script(str(tmp_path / name / 'bin' / 'python'), body)
-    (tmp_path / 'broken' / 'bin').mkdir(parents=True)
-    made['broken'] = str(tmp_path / 'broken' / 'bin' / 'python')
-    os.symlink(str(tmp_path / 'no-such-python3.9'), made['broken'])
-    made['missing'] = str(tmp_path / 'missing' / 'bin' / 'python')
+    """Fake venvs: their Python prints its major.minor, then qemu.qmp's version (or fails to import it)."""
+    without = "#!/bin/sh\necho %s\necho \"ModuleNotFoundError: No module named 'qemu'\" >&2\nexit 1\n" % HERE
+    made = {
+        'good': make_venv(tmp_path, 'good', '#!/bin/sh\necho %s\necho %s\n' % (HERE, PIN)),
+        'old': make_venv(tmp_path, 'old', '#!/bin/sh\necho %s\necho 0.0.5\n' % HERE),
+        'without': make_venv(tmp_path, 'without', without),
+        # a link to a Python that was removed
+        'broken': make_venv(tmp_path, 'broken'),
+        # Debian's bin/python -> python3 -> /usr/bin/python3 after an upgrade: it runs, as a newer Python
+        'upgraded': make_venv(tmp_path, 'upgraded', without, cfg_version='3.8'),
+        # runs nothing: not even the version line
+        'dead': make_venv(tmp_path, 'dead', '#!/bin/sh\necho "error while loading shared libraries" >&2\nexit 127\n'),
+        # pyvenv.cfg without bin/python
+        'no-python': str(tmp_path / 'no-python' / 'bin' / 'python'),
+        'missing': str(tmp_path / 'missing' / 'bin' / 'python'),
+        'empty': str(tmp_path / 'empty' / 'bin' / 'python'),
+        # a wrong balloon_stats_venv: a directory with a dangling bin/python (or one that runs) but no pyvenv.cfg
+        'foreign': make_venv(tmp_path, 'foreign', cfg=False),
+        'foreign-runs': make_venv(tmp_path, 'foreign-runs', '#!/bin/sh\necho %s\n' % HERE, cfg=False),
+    }
+    (tmp_path / 'no-python').mkdir()
+    (tmp_path / 'no-python' / 'pyvenv.cfg').write_text('version = %s.2\n' % HERE)
+    (tmp_path / 'empty').mkdir()
     return made
 
 
@@ -107,7 +133,13 @@ def test_auto_with_the_pin_here_looks_no_further(venvs):
     ('old', 'runs', '0.0.5'),
     ('without', 'runs', None),
     ('broken', 'broken', None),
+    ('upgraded', 'broken', None),
+    ('dead', 'broken', None),
+    ('no-python', 'broken', None),
     ('missing', 'missing', None),
+    ('empty', 'missing', None),
+    ('foreign', 'foreign', None),
+    ('foreign-runs', 'foreign', None),
 ])
 def test_venv_states(venvs, tmp_path, mode, venv, state, version):
     # auto on an interpreter without qemu.qmp: an empty -I Python would do, but a shadowing
@@ -121,8 +153,26 @@ def test_venv_states(venvs, tmp_path, mode, venv, state, version):
     assert (facts['venv_state'], facts['venv_qmp']) == (state, version)
     if venv == 'without':
         assert facts['venv_error'] == "ModuleNotFoundError: No module named 'qemu'"
-    # whether a venv can be made is asked only when there is none that runs
-    assert (facts['can_venv'] is None) == (state == 'runs')
+    if venv == 'upgraded':
+        assert facts['venv_error'] == 'made with Python 3.8, %s is Python %s' % (venvs[venv], HERE)
+    # whether a venv can be made is asked only when one will be made
+    assert (facts['can_venv'] is None) == (state in ('runs', 'foreign'))
+
+
+def test_a_foreign_directory_is_left_alone(venvs):
+    """Not a venv: nothing in it is run (its bin/python could be anything), nothing is removed."""
+    before = sorted(os.listdir(os.path.dirname(os.path.dirname(venvs['foreign-runs']))))
+    facts = probe('true', venvs['foreign-runs'])
+    assert facts['venv_state'] == 'foreign'
+    assert facts['venv_error'].endswith('has no pyvenv.cfg')
+    assert sorted(os.listdir(os.path.dirname(os.path.dirname(venvs['foreign-runs'])))) == before
+
+
+def test_real_venv_runs(tmp_path):
+    """A real venv of this Python (python -m venv writes version = X.Y.Z) runs, not broken."""
+    subprocess.run([sys.executable, '-m', 'venv', '--without-pip', str(tmp_path / 'real')], check=True, timeout=120)
+    facts = probe('true', str(tmp_path / 'real' / 'bin' / 'python'))
+    assert (facts['venv_state'], facts['venv_qmp']) == ('runs', None), facts
 
 
 def test_true_ignores_the_pin_here(venvs):

@@ -78,6 +78,19 @@ for _ in $(seq 100); do
 done
 port=$(cat "${work}/index.port")
 
+# A wrong balloon_stats_venv: a directory that is not a venv (no pyvenv.cfg) with a dangling bin/python.
+mkdir -p "${work}/foreign/bin"
+ln -s /no/such/python3 "${work}/foreign/bin/python"
+echo keep > "${work}/foreign/keep.txt"
+# A venv whose pyvenv.cfg names another Python than its bin/python runs (Debian's links after an upgrade).
+/usr/bin/python3 -m venv --without-pip --system-site-packages "${work}/v-upgraded"
+sed -i 's/^version = .*/version = 3.10.9/' "${work}/v-upgraded/pyvenv.cfg"
+touch "${work}/v-upgraded/marker"
+# pip configuration that would offer other wheels to an offline install (all at the recording index).
+mkdir -p "${work}/xdg/pip"
+printf '[global]\nfind-links = http://127.0.0.1:%s/xdg-links/\n' "${port}" > "${work}/xdg/pip/pip.conf"
+printf '[global]\nfind-links = http://127.0.0.1:%s/env-config-links/\n' "${port}" > "${work}/pip-env.conf"
+
 # Debian's Python without python3-venv: ensurepip shadowed by a package that fails to import.
 mkdir -p "${work}/shadow/ensurepip" "${work}/fake/novenv" "${work}/fake/apt" "${work}/fake/empty-bin"
 echo 'raise ImportError("ensurepip is not installed (role_balloon_stats_prepare fake)")' > "${work}/shadow/ensurepip/__init__.py"
@@ -107,9 +120,15 @@ if [ "${rc}" -ne 0 ]; then
     exit 1
 fi
 # Every host ran to the end, none failed (rescued failures are the cases that expect them).
-for host in hv hvctl hv-novenv hv-apt; do
+for host in hv hvctl hv-user hv-novenv hv-apt; do
     grep -E -q "^${host} +: .* unreachable=0 +failed=0 " "${work}/cases.log"
 done
+# Ad hoc in check mode (the minimal callback): prepare's "Would ..." shows as CHANGED, not SUCCESS.
+ansible -i inventory.yml hv --check -m ansible.builtin.include_role -a 'name=qmp.balloon.balloon_stats tasks_from=prepare' \
+    -e "prep_dir=${work}" -e "balloon_stats_venv=${work}/v-adhoc" "$@" > "${work}/adhoc.log" 2>&1 || { cat "${work}/adhoc.log"; exit 1; }
+grep -A2 '^hv | CHANGED => {' "${work}/adhoc.log" | grep -q '"msg": "Would make the venv '"${work}"'/v-adhoc with /usr/bin/python3 ' \
+    || { cat "${work}/adhoc.log"; echo "role_balloon_stats_prepare: ad hoc check mode did not show CHANGED" >&2; exit 1; }
+test ! -e "${work}/v-adhoc"
 # Debian's Python still has no qemu.qmp, and nothing appeared at the default venv path.
 if /usr/bin/python3 -c 'import qemu.qmp' 2>/dev/null; then
     echo "role_balloon_stats_prepare: /usr/bin/python3 imports qemu.qmp after the test" >&2

@@ -215,7 +215,7 @@ def test_missing_qemu_qmp(places, monkeypatch):
         result = run_module(module, dict({'socket': values['sock']}, **extra))
         msg = result['msg']
         assert result['failed'] is True
-        assert msg.startswith('The Python /usr/bin/python3 on pve1 cannot import qemu.qmp==0.0.6, which this module needs: '), msg
+        assert msg.startswith('The Python /usr/bin/python3 on this host (node name pve1) cannot import qemu.qmp==0.0.6, which this module needs: '), msg
         # way out 1: the role's prepare entry point, which makes the venv
         assert 'qmp.balloon.balloon_stats with tasks_from: prepare' in msg
         assert "ansible HOST -b -m ansible.builtin.include_role -a 'name=qmp.balloon.balloon_stats tasks_from=prepare'" in msg
@@ -238,7 +238,7 @@ def test_missing_libvirt_python(monkeypatch):
         result = run_module(module, dict({'transport': 'libvirt', 'all_domains': True}, **extra))
         msg = result['msg']
         assert result['failed'] is True
-        assert msg.startswith('The Python /opt/qmp-balloon/venv/bin/python on pve2 cannot import libvirt-python, '
+        assert msg.startswith('The Python /opt/qmp-balloon/venv/bin/python on this host (node name pve2) cannot import libvirt-python, '
                               'which transport libvirt needs: '), msg
         assert 'python3-libvirt on Debian' in msg
         assert "run the modules with the host's Python or with a venv made with --system-site-packages" in msg
@@ -252,8 +252,8 @@ def test_missing_libvirt_python(monkeypatch):
 
 def test_missing_library_messages_name_the_real_interpreter():
     """Without monkeypatching: the running interpreter and this host's name."""
-    assert _common.missing_qemu_qmp_message().startswith('The Python %s on %s cannot import' % (sys.executable, platform.node()))
-    assert _common.missing_libvirt_message().startswith('The Python %s on %s cannot import' % (sys.executable, platform.node()))
+    assert _common.missing_qemu_qmp_message().startswith('The Python %s on this host (node name %s) cannot import' % (sys.executable, platform.node()))
+    assert _common.missing_libvirt_message().startswith('The Python %s on this host (node name %s) cannot import' % (sys.executable, platform.node()))
 
 
 # ---------------------------------------------------------------------------------------------
