@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from runner import INTERVAL, ratio
 
+
 # ---------------------------------------------------------------------------------------------
 # report
 # ---------------------------------------------------------------------------------------------
+
 
 def fmt(value, unit='', digits=2):
     if value is None:
@@ -165,7 +167,6 @@ def check_targets(results):
         checks.append(('%s: median hold per VM < 10 ms (module)' % label, med['a_hold_median_ms'] is not None and med['a_hold_median_ms'] < 10,
                        'module %s ms, floor %s ms' % (fmt(med['a_hold_median_ms'], digits=1), fmt(med['c_hold_median_ms'], digits=1))))
     return checks
-
 
 
 def render(results, notes, failures):

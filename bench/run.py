@@ -58,9 +58,11 @@ from runner import (
 from scenarios import bench_fleet, bench_libvirt, bench_set, concurrency_sweep, run_profile, summarise_set
 from report import check_targets, render
 
+
 # ---------------------------------------------------------------------------------------------
 # main
 # ---------------------------------------------------------------------------------------------
+
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description='qmp.balloon benchmark (see docs/performance.md)')

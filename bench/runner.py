@@ -77,10 +77,10 @@ def ratio(numerator, denominator):
     return numerator / denominator
 
 
-
 # ---------------------------------------------------------------------------------------------
 # environment: venvs, machine
 # ---------------------------------------------------------------------------------------------
+
 
 def run_quiet(command, **kwargs):
     return subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, check=False, **kwargs)
@@ -179,6 +179,7 @@ def machine_info(python):
 # processes we start
 # ---------------------------------------------------------------------------------------------
 
+
 def timed_child(command, env=None, cwd=None, timeout=600):
     """Run one command and wait4() it: (wall s, peak RSS KiB, returncode, stdout, stderr, CPU s)."""
     out = tempfile.TemporaryFile()
@@ -259,10 +260,10 @@ class QemuVMs(object):
             self.names = []
 
 
-
 # ---------------------------------------------------------------------------------------------
 # Ansible runs
 # ---------------------------------------------------------------------------------------------
+
 
 class AnsibleRunner(object):
     def __init__(self, venv, collections, work):
@@ -327,7 +328,6 @@ class AnsibleRunner(object):
         if code != 0:
             log('ansible-playbook %s exited %d; see %s' % (name, code, os.path.join(directory, 'ansible.log')))
         return {'tasks': tasks, 'modules': modules, 'rc': code, 'wall': wall, 'dir': directory}
-
 
 
 # ---------------------------------------------------------------------------------------------

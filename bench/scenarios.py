@@ -21,9 +21,11 @@ from runner import (
     libvirt_python, log, median, ratio, run_quiet, timed_child,
 )
 
+
 # ---------------------------------------------------------------------------------------------
 # one set of VMs: (a), (b), (c), (e)
 # ---------------------------------------------------------------------------------------------
+
 
 def modules_in(task, modules, host=None):
     """The module processes that ran inside a task's time window (optionally for one host)."""
@@ -275,7 +277,6 @@ def summarise_set(result):
     return med
 
 
-
 # ---------------------------------------------------------------------------------------------
 # (d) libvirt
 # ---------------------------------------------------------------------------------------------
@@ -295,7 +296,6 @@ LIBVIRT_TASK = '''    - name: alv {rep}
         libvirt_uri: "{uri}"
 {select}
 '''
-
 
 
 def bench_libvirt(runner, python, count, reps, uri=None):
@@ -371,7 +371,6 @@ def bench_libvirt(runner, python, count, reps, uri=None):
             out['libvirt'] = domains.info
 
 
-
 # ---------------------------------------------------------------------------------------------
 # fleet
 # ---------------------------------------------------------------------------------------------
@@ -440,6 +439,7 @@ def bench_fleet(runner, python, hosts, per_host, forks, work):
 # ---------------------------------------------------------------------------------------------
 # concurrency sweep and profile
 # ---------------------------------------------------------------------------------------------
+
 
 def concurrency_sweep(python, collections, sockets, work, reps, levels):
     targets_file = os.path.join(work, 'sweep-targets.json')

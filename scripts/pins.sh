@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034  # every name here is read by the scripts that source this file
 # The one home of the tool versions that the scripts install. Plain NAME=VALUE lines, nothing
 # else (no quotes, no expansions): the shell scripts source this file (scripts/setup-venvs.sh,
 # scripts/run-tests.sh, scripts/demo.sh), scripts/ee-check.py and bench/run.py read the lines.
