@@ -4,7 +4,7 @@
 #
 #   1. Debian packages qemu-system-x86 busybox-static linux-image-cloud-amd64 kmod (and a
 #      Python venv module if missing): apt-get as root; otherwise prints the command, exits 1.
-#   2. Controller venv .venv/demo (Python 3.11-3.13) with ansible-core 2.19.14,
+#   2. Controller venv .venv/demo (Python 3.11-3.13) with the ansible-core of .venv/2.19 (scripts/pins.sh),
 #      requirements/controller.txt and requirements/hypervisor.txt; made once, then reused.
 #   3. Boots 3 guests (128, 192, 256 MiB; the last one churns 48 MiB) in /tmp/qmpb-demo.XXXXXX
 #      and waits until each has reported stats once.
@@ -20,7 +20,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "${ROOT}"
 
-CORE=2.19.14
+# shellcheck source=scripts/pins.sh
+. "${ROOT}/scripts/pins.sh"
+CORE="${ANSIBLE_CORE_2_19}"
 APT_PACKAGES=(qemu-system-x86 busybox-static linux-image-cloud-amd64 kmod)
 OUTPUT="${ROOT}/demo-output"
 COLLECTIONS="${ROOT}/.cache/collections"

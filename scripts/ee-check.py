@@ -8,7 +8,7 @@ galaxy-importer); no container runtime and no network are used.
 
 ``ee-check.py ee --source DIR --artifact TARBALL --work DIR``
     1. ``ansible-builder create`` on docs/awx/execution-environment.yml: the Containerfile must
-       pin ansible-core to a version that scripts/setup-venvs.sh tests and ansible-runner
+       pin ansible-core to a version of the test venvs (scripts/pins.sh) and ansible-runner
        exactly; the context's requirements.yml must pin qmp.balloon to galaxy.yml's version.
     2. What the build does next, without a container: install the built tarball into an empty
        collections path (the galaxy stage, from the tarball instead of Galaxy) and run the
@@ -120,9 +120,9 @@ def requirement_lines(path):
 
 
 def tested_core_versions(source):
-    """The ansible-core versions that scripts/setup-venvs.sh installs (CORE_X_Y=VERSION)."""
-    with open(os.path.join(source, 'scripts', 'setup-venvs.sh'), encoding='utf-8') as stream:
-        return re.findall(r'^CORE_[0-9_]+=([0-9][0-9.]*)\s*$', stream.read(), re.MULTILINE)
+    """The ansible-core versions of the test venvs (ANSIBLE_CORE_X_Y=VERSION in scripts/pins.sh)."""
+    with open(os.path.join(source, 'scripts', 'pins.sh'), encoding='utf-8') as stream:
+        return re.findall(r'^ANSIBLE_CORE_[0-9_]+=([0-9][0-9.]*)\s*$', stream.read(), re.MULTILINE)
 
 
 def exact_pin(line, what):
@@ -150,7 +150,7 @@ def check_containerfile(source, context):
         pins[requirement.name] = list(requirement.specifier)[0].version
     tested = tested_core_versions(source)
     if pins.get('ansible-core') not in tested:
-        raise CheckFailed('%s: ansible-core %s is not a version that scripts/setup-venvs.sh tests (%s)'
+        raise CheckFailed('%s: ansible-core %s is not a version that the test venvs use (scripts/pins.sh: %s)'
                           % (EXAMPLE, pins.get('ansible-core'), ', '.join(tested)))
     if 'ansible-runner' not in pins:
         raise CheckFailed('%s: ansible-runner is not pinned' % EXAMPLE)

@@ -2,11 +2,11 @@
 # Run the collection's test suites and print a summary.
 #
 # Usage: scripts/run-tests.sh SUITE_OR_GROUP...
+#        scripts/run-tests.sh --list          the suites, one a line (the Makefile reads them)
+#        scripts/run-tests.sh --list-groups   the groups, one a line
 #
-#   Suites:  sanity-2.16 sanity-2.19 sanity-2.21 units-2.16 units-2.19 units-2.21 units-py3.9
-#            integration-2.16 integration-2.19 integration-2.21 lint build-check changelog-lint
-#            bench-smoke ee-check galaxy-importer
-#   Groups:  sanity units integration all   (all = every suite above)
+#   Suites and groups: listed by --help (below this text), from SUITES and SUITE_GROUPS in this
+#   file, their one home. GROUP runs every suite named GROUP-*; all runs every suite.
 #
 # Every suite runs even when an earlier one failed. The run ends with a table and a
 # last line "N passed, M failed" (suites counted); the exit status is 1 when any failed.
@@ -38,11 +38,23 @@ BUILD="${QMP_BALLOON_BUILD_DIR:-${ROOT}/build}"
 COLLECTION="${BUILD}/ansible_collections/qmp/balloon"
 PYBIN="${BUILD}/bin"
 LOG_DIR="${QMP_BALLOON_LOG_DIR:-${ROOT}/tests/output/logs}"
-RESULTS="$(mktemp)"
+RESULTS=""
 
-ALL_SUITES=(sanity-2.16 sanity-2.19 sanity-2.21 units-2.16 units-2.19 units-2.21 units-py3.9
-            integration-2.16 integration-2.19 integration-2.21 lint build-check changelog-lint bench-smoke
-            ee-check galaxy-importer)
+# The suites, in the order "all" runs them: the one list (the Makefile asks --list). The part
+# after "sanity-", "units-" and "integration-" is the venv's ansible-core version (scripts/pins.sh);
+# units-pyX.Y runs the units of the newest ansible-core on Python X.Y. Any other suite NAME is
+# the function suite_NAME below (dashes as underscores).
+SUITES=(sanity-2.16 sanity-2.19 sanity-2.21 units-2.16 units-2.19 units-2.21 units-py3.9
+        integration-2.16 integration-2.19 integration-2.21 lint build-check changelog-lint bench-smoke
+        ee-check galaxy-importer)
+# Groups: GROUP runs every suite named GROUP-*.
+SUITE_GROUPS=(sanity units integration)
+
+# shellcheck source=scripts/pins.sh
+. "${ROOT}/scripts/pins.sh"
+# The ansible-core versions of the test venvs (2.16 2.19 2.21: the ANSIBLE_CORE_X_Y of pins.sh).
+mapfile -t CORES < <(compgen -v ANSIBLE_CORE_ | sed 's/^ANSIBLE_CORE_//; s/_/./g' | sort -V)
+NEWEST_CORE="${CORES[-1]}"
 
 # Which Python sanity covers: "all" = every supported Python found (compile and import
 # run once per Python, the other sanity tests once on the controller Python), or one
@@ -51,8 +63,11 @@ SANITY_PYTHON_2_16="${SANITY_PYTHON_2_16:-3.12}"
 SANITY_PYTHON_2_19="${SANITY_PYTHON_2_19:-3.11}"
 SANITY_PYTHON_2_21="${SANITY_PYTHON_2_21:-all}"
 
-# Controller Python of each venv (made by scripts/setup-venvs.sh).
-declare -A CONTROLLER_PYTHON=([2.16]=3.12 [2.19]=3.11 [2.21]=3.13)
+# Controller Python of the venv of one ansible-core version (scripts/pins.sh, PYTHON_X_Y).
+controller_python() {
+    local name="PYTHON_${1//./_}"
+    echo "${!name}"
+}
 
 ANSIBLE_TEST_ARGS="${ANSIBLE_TEST_ARGS:-}"
 export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 NO_COLOR=1
@@ -136,13 +151,9 @@ ansible_test() {
 # Suites. Each returns 0 on success.
 
 suite_sanity() {
-    local core="$1" python tests=() name
+    local core="$1" python_var="SANITY_PYTHON_${1//./_}" python tests=() name
     prepare_ansible_test || return 1
-    case "${core}" in
-        2.16) python="${SANITY_PYTHON_2_16}" ;;
-        2.19) python="${SANITY_PYTHON_2_19}" ;;
-        *) python="${SANITY_PYTHON_2_21}" ;;
-    esac
+    python="${!python_var}"
     for name in ${SANITY_TESTS:-}; do
         tests+=(--test "${name}")
     done
@@ -226,7 +237,7 @@ suite_build_check() {
         echo "run-tests: the artifact holds the local files above (see build_ignore in galaxy.yml)" >&2
         status=1
     fi
-    for core in 2.16 2.19 2.21; do
+    for core in "${CORES[@]}"; do
         say "ansible-core ${core}: install and ansible-doc"
         rm -rf "${work}/collections"
         "${ROOT}/.venv/${core}/bin/ansible-galaxy" collection install --offline -p "${work}/collections" "${tarball}" || {
@@ -329,22 +340,11 @@ run_suite() {
     say "SUITE ${suite} (log: ${log#"${ROOT}"/})"
     start="${SECONDS}"
     case "${suite}" in
-        sanity-2.16) suite_sanity 2.16 ;;
-        sanity-2.19) suite_sanity 2.19 ;;
-        sanity-2.21) suite_sanity 2.21 ;;
-        units-2.16) suite_units 2.16 "${CONTROLLER_PYTHON[2.16]}" ;;
-        units-2.19) suite_units 2.19 "${CONTROLLER_PYTHON[2.19]}" ;;
-        units-2.21) suite_units 2.21 "${CONTROLLER_PYTHON[2.21]}" ;;
-        units-py3.9) suite_units 2.21 3.9 ;;
-        integration-2.16) suite_integration 2.16 ;;
-        integration-2.19) suite_integration 2.19 ;;
-        integration-2.21) suite_integration 2.21 ;;
-        lint) suite_lint ;;
-        build-check) suite_build_check ;;
-        changelog-lint) suite_changelog_lint ;;
-        bench-smoke) suite_bench_smoke ;;
-        ee-check) suite_ee_check ;;
-        galaxy-importer) suite_galaxy_importer ;;
+        sanity-*) suite_sanity "${suite#sanity-}" ;;
+        units-py*) suite_units "${NEWEST_CORE}" "${suite#units-py}" ;;
+        units-*) suite_units "${suite#units-}" "$(controller_python "${suite#units-}")" ;;
+        integration-*) suite_integration "${suite#integration-}" ;;
+        *) "suite_${suite//-/_}" ;;
     esac > >(tee "${log}") 2>&1
     status=$?
     wait  # for tee
@@ -369,22 +369,42 @@ summary() {
     [ "${failed}" -eq 0 ]
 }
 
+usage() {
+    awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0"
+    echo "#"
+    echo "#   Suites:  ${SUITES[*]}"
+    echo "#   Groups:  ${SUITE_GROUPS[*]} all"
+}
+
+# The suites of a group (every suite named GROUP-*), or nothing.
+group_suites() {
+    local group="$1" suite
+    for suite in "${SUITES[@]}"; do
+        [[ "${suite}" == "${group}"-* ]] && echo "${suite}"
+    done
+    return 0
+}
+
 main() {
     local suites=() arg
     [ "$#" -gt 0 ] || set -- all
     for arg in "$@"; do
-        case "${arg}" in
-            all) suites+=("${ALL_SUITES[@]}") ;;
-            sanity) suites+=(sanity-2.16 sanity-2.19 sanity-2.21) ;;
-            units) suites+=(units-2.16 units-2.19 units-2.21 units-py3.9) ;;
-            integration) suites+=(integration-2.16 integration-2.19 integration-2.21) ;;
-            sanity-2.16|sanity-2.19|sanity-2.21|units-2.16|units-2.19|units-2.21|units-py3.9|integration-2.16|integration-2.19|integration-2.21|lint|build-check|changelog-lint|bench-smoke)
-                suites+=("${arg}") ;;
-            ee-check|galaxy-importer) suites+=("${arg}") ;;
-            -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
-            *) echo "run-tests: unknown suite: ${arg}" >&2; exit 2 ;;
-        esac
+        if [ "${arg}" = all ]; then
+            suites+=("${SUITES[@]}")
+        elif [[ " ${SUITES[*]} " == *" ${arg} "* ]]; then
+            suites+=("${arg}")
+        elif [[ " ${SUITE_GROUPS[*]} " == *" ${arg} "* ]]; then
+            mapfile -t -O "${#suites[@]}" suites < <(group_suites "${arg}")
+        else
+            case "${arg}" in
+                --list) printf '%s\n' "${SUITES[@]}"; exit 0 ;;
+                --list-groups) printf '%s\n' "${SUITE_GROUPS[@]}"; exit 0 ;;
+                -h|--help) usage; exit 0 ;;
+                *) echo "run-tests: unknown suite: ${arg}" >&2; exit 2 ;;
+            esac
+        fi
     done
+    RESULTS="$(mktemp)"
     SECONDS=0
     # The Debian packages first (apt-get as root; not root: it prints the command and stops),
     # so that "make test" on a fresh machine needs nothing typed before it.

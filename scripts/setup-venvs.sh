@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Create the controller venvs used by the Makefile and scripts/run-tests.sh:
-#   .venv/2.16  Python 3.12 + ansible-core 2.16.19 (the oldest supported: Automation Platform EEs)
-#   .venv/2.19  Python 3.11 + ansible-core 2.19.14
-#   .venv/2.21  Python 3.13 + ansible-core 2.21.5
-#   .venv/lint  Python 3.13 + ansible-core 2.21.5 + ansible-lint
-#   .venv/ee    Python 3.13 + ansible-core 2.21.5 + ansible-builder, galaxy-importer (only
+# Create the controller venvs used by the Makefile and scripts/run-tests.sh (the versions of
+# ansible-core, Python and pip are in scripts/pins.sh):
+#   .venv/2.16  ansible-core 2.16 (the oldest supported: Automation Platform EEs)
+#   .venv/2.19  ansible-core 2.19
+#   .venv/2.21  ansible-core 2.21
+#   .venv/lint  the Python and ansible-core of .venv/2.21 + ansible-lint
+#   .venv/ee    the Python and ansible-core of .venv/2.21 + ansible-builder, galaxy-importer (only
 #               tests/requirements-ee.txt: run-tests.sh ee-check and galaxy-importer)
 # Each gets requirements/controller.txt and requirements/hypervisor.txt (the integration tests
 # run the modules on this machine, in the venv) and the pinned test tools; the three test venvs
@@ -26,9 +27,9 @@ if ! command -v pyenv >/dev/null 2>&1 && [ -x "${PYENV_ROOT}/bin/pyenv" ]; then
 fi
 VENV_ROOT="${ROOT}/.venv"
 
-CORE_2_16=2.16.19
-CORE_2_19=2.19.14
-CORE_2_21=2.21.5
+PINS="${ROOT}/scripts/pins.sh"
+# shellcheck source=scripts/pins.sh
+. "${PINS}"
 
 FORCE=0
 REFRESH=0
@@ -38,7 +39,7 @@ for arg in "$@"; do
         --force) FORCE=1 ;;
         --refresh-constraints) REFRESH=1 ;;
         2.16|2.19|2.21|lint|ee) WANTED+=("${arg}") ;;
-        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
         *) echo "setup-venvs: unknown argument: ${arg}" >&2; exit 2 ;;
     esac
 done
@@ -80,8 +81,9 @@ find_python() {
     return 1
 }
 
+# Every file a venv is made from; tests/requirements-*.txt all of them, since one may -r another.
 hash_inputs() {
-    cat "$0" "${ROOT}"/requirements/*.txt "${ROOT}/tests/constraints.txt" "$@" | sha256sum | cut -d' ' -f1
+    cat "$0" "${PINS}" "${ROOT}"/requirements/*.txt "${ROOT}"/tests/requirements-*.txt "${ROOT}/tests/constraints.txt" "$@" | sha256sum | cut -d' ' -f1
 }
 
 # make_venv NAME PYTHON_MINOR CORE_VERSION REQUIREMENT_FILE...
@@ -105,7 +107,7 @@ make_venv() {
     rm -rf "${dir}"
     mkdir -p "${VENV_ROOT}"
     "${python}" -m venv "${dir}"
-    pip_in "${dir}/bin/python" install --upgrade pip==25.2
+    pip_in "${dir}/bin/python" install --upgrade "pip==${PIP}"
 
     if [ -f "${override}" ]; then
         # tests/constraints.txt less the packages that the override pins, plus the override.
@@ -138,13 +140,14 @@ make_venv() {
 }
 
 SIDES=("${ROOT}/requirements/controller.txt" "${ROOT}/requirements/hypervisor.txt")
+TEST_SIDES=("${SIDES[@]}" "${ROOT}/requirements/hypervisor-libvirt.txt" "${ROOT}/tests/requirements-dev.txt")
 for name in "${WANTED[@]}"; do
     case "${name}" in
-        2.16) make_venv 2.16 3.12 "${CORE_2_16}" "${SIDES[@]}" "${ROOT}/requirements/hypervisor-libvirt.txt" "${ROOT}/tests/requirements-dev.txt" ;;
-        2.19) make_venv 2.19 3.11 "${CORE_2_19}" "${SIDES[@]}" "${ROOT}/requirements/hypervisor-libvirt.txt" "${ROOT}/tests/requirements-dev.txt" ;;
-        2.21) make_venv 2.21 3.13 "${CORE_2_21}" "${SIDES[@]}" "${ROOT}/requirements/hypervisor-libvirt.txt" "${ROOT}/tests/requirements-dev.txt" ;;
-        lint) make_venv lint 3.13 "${CORE_2_21}" "${SIDES[@]}" "${ROOT}/tests/requirements-lint.txt" ;;
-        ee) make_venv ee 3.13 "${CORE_2_21}" "${ROOT}/tests/requirements-ee.txt" ;;
+        2.*)
+            core_var="ANSIBLE_CORE_${name//./_}" python_var="PYTHON_${name//./_}"
+            make_venv "${name}" "${!python_var}" "${!core_var}" "${TEST_SIDES[@]}" ;;
+        lint) make_venv lint "${PYTHON_2_21}" "${ANSIBLE_CORE_2_21}" "${SIDES[@]}" "${ROOT}/tests/requirements-lint.txt" ;;
+        ee) make_venv ee "${PYTHON_2_21}" "${ANSIBLE_CORE_2_21}" "${ROOT}/tests/requirements-ee.txt" ;;
     esac
 done
 

@@ -22,14 +22,20 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
 
-if os.path.dirname(os.path.abspath(__file__)) not in sys.path:
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# Run as a script or imported from elsewhere (tests/integration/targets/role_balloon_stats/fleet.py):
+# build_guest beside this file, the test tooling's QMP client in tests/support.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+for _directory in (_HERE, os.path.join(os.path.dirname(_HERE), 'support')):
+    if _directory not in sys.path:
+        sys.path.insert(0, _directory)
 import build_guest  # noqa: E402  pylint: disable=wrong-import-position
+from qmp_client import (  # noqa: E402  pylint: disable=wrong-import-position,import-error
+    DEFAULT_TIMEOUT as QMP_TIMEOUT, CommandFailed, MonitorUnreachable, QMPError, QMPSession as QMPConnection,
+)
 
 QEMU = 'qemu-system-x86_64'
 BALLOON_ID = 'balloon0'
@@ -39,7 +45,6 @@ ANON_BALLOON_PATH = '/machine/peripheral-anon/device[0]'
 DEFAULT_MEM = 128
 NO_GUEST_MEM = 64
 DEFAULT_WAIT = 90.0
-QMP_TIMEOUT = 5.0
 UNIX_PATH_MAX = 107  # sun_path holds 108 bytes including the terminating NUL
 NAME_PATTERN = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]*$')
 FAILURE_MARKERS = ('Kernel panic', build_guest.ERROR_MARKER)
@@ -56,97 +61,6 @@ class WaitFailed(VMError):
         super().__init__('; '.join('%s: %s' % item for item in sorted(failed.items())))
         self.ready = ready
         self.failed = failed
-
-
-class QMPError(Exception):
-    """Talking to a QMP monitor failed."""
-
-
-class MonitorUnreachable(QMPError):
-    """No socket, connection refused, or no greeting in time (another client holds the monitor)."""
-
-
-class CommandFailed(QMPError):
-    """QEMU answered a command with an error; `error_class` and `desc` are QEMU's."""
-
-    def __init__(self, command, error_class, desc):
-        super().__init__('%s: %s: %s' % (command, error_class, desc))
-        self.command = command
-        self.error_class = error_class
-        self.desc = desc
-
-
-class QMPConnection:
-    """One short QMP session: connect, negotiate, run commands, close. Use it with `with`.
-
-    `address` is a unix socket path or a (host, port) pair. Every socket operation is bounded
-    by `timeout`: a monitor held by another client accepts the connection but never greets,
-    which surfaces here as MonitorUnreachable instead of a hang.
-    """
-
-    def __init__(self, address, timeout=QMP_TIMEOUT):
-        self.address = address
-        self.timeout = timeout
-        self._socket = None
-        self._reader = None
-
-    def __enter__(self):
-        family = socket.AF_UNIX if isinstance(self.address, str) else socket.AF_INET
-        self._socket = socket.socket(family, socket.SOCK_STREAM)
-        self._socket.settimeout(self.timeout)
-        try:
-            self._socket.connect(self.address)
-            self._reader = self._socket.makefile('rb')
-            greeting = self._receive()
-        except socket.timeout as exc:
-            self.close()
-            raise MonitorUnreachable('%s: no QMP greeting within %.1f s (monitor busy with another client?)' % (self.address, self.timeout)) from exc
-        except OSError as exc:
-            self.close()
-            raise MonitorUnreachable('%s: %s' % (self.address, exc)) from exc
-        if 'QMP' not in greeting:
-            self.close()
-            raise MonitorUnreachable('%s: not a QMP greeting: %r' % (self.address, greeting))
-        self.execute('qmp_capabilities')
-        return self
-
-    def __exit__(self, *exc_info):
-        self.close()
-
-    def close(self):
-        for resource in (self._reader, self._socket):
-            if resource is not None:
-                resource.close()
-        self._reader = self._socket = None
-
-    def _receive(self):
-        line = self._reader.readline()
-        if not line:
-            raise OSError('monitor closed the connection')
-        return json.loads(line)
-
-    def reply(self, command, arguments=None):
-        """Send one command; return QEMU's reply object ({'return': …} or {'error': …})."""
-        message = {'execute': command}
-        if arguments is not None:
-            message['arguments'] = arguments
-        try:
-            self._socket.sendall(json.dumps(message).encode() + b'\n')
-            while True:
-                answer = self._receive()
-                if 'return' in answer or 'error' in answer:  # skip asynchronous events
-                    return answer
-        except socket.timeout as exc:
-            raise MonitorUnreachable('%s: no reply to %s within %.1f s' % (self.address, command, self.timeout)) from exc
-        except OSError as exc:
-            raise MonitorUnreachable('%s: %s: %s' % (self.address, command, exc)) from exc
-
-    def execute(self, command, arguments=None):
-        """Run one command; return its 'return' value or raise CommandFailed."""
-        answer = self.reply(command, arguments)
-        if 'error' in answer:
-            raise CommandFailed(command, answer['error'].get('class'), answer['error'].get('desc'))
-        return answer['return']
 
 
 class Guest:

@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Tuple
 
 import pytest
 
@@ -26,6 +26,7 @@ from ansible_collections.qmp.balloon.tests.support import fake_qmp
 from ansible_collections.qmp.balloon.tests.support.fake_qmp import (
     U64_UNSET, FakeFleet, FakeQMPServer, FaultOptions, VMModel, read_record,
 )
+from ansible_collections.qmp.balloon.tests.support.qmp_client import QMPStream
 
 SUPPORT_DIR = Path(__file__).resolve().parents[2] / "support"
 FAKE_QMP = str(SUPPORT_DIR / "run_fake_qmp.py")
@@ -36,68 +37,14 @@ GREETING = (b'{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7},
             b'"capabilities": ["oob"]}}\r\n')
 
 
-class Client:
-    """A plain-socket QMP client that shows the bytes: no library between the test and the fake."""
-
-    def __init__(self, address: Union[str, Tuple[str, int]], timeout: float = 5.0) -> None:
-        if isinstance(address, tuple):
-            self.sock = socket.create_connection(address, timeout=timeout)
-        else:
-            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self.sock.settimeout(timeout)
-            self.sock.connect(address)
-        self.buffer = b""
-        self.events: List[Dict[str, Any]] = []
-
-    def read_line(self, timeout: Optional[float] = None) -> bytes:
-        """One line including its \\r\\n; returns what is left (maybe b"") at EOF."""
-        if timeout is not None:
-            self.sock.settimeout(timeout)
-        while b"\n" not in self.buffer:
-            data = self.sock.recv(1 << 20)
-            if not data:
-                rest, self.buffer = self.buffer, b""
-                return rest
-            self.buffer += data
-        line, _sep, self.buffer = self.buffer.partition(b"\n")
-        return line + b"\n"
-
-    def read(self) -> Dict[str, Any]:
-        return json.loads(self.read_line())
-
-    def send(self, message: Union[bytes, Dict[str, Any]]) -> None:
-        # Compact JSON and no newline, like qemu.qmp 0.0.6.
-        data = message if isinstance(message, bytes) else json.dumps(message, separators=(",", ":")).encode()
-        self.sock.sendall(data)
-
-    def execute(self, command: str, arguments: Optional[Dict[str, Any]] = None, **extra: Any) -> Dict[str, Any]:
-        message: Dict[str, Any] = {"execute": command}
-        if arguments is not None:
-            message["arguments"] = arguments
-        message.update(extra)
-        self.send(message)
-        while True:
-            reply = self.read()
-            if "event" not in reply:
-                return reply
-            self.events.append(reply)
-
-    def greet(self) -> Dict[str, Any]:
-        return json.loads(self.read_line())
+class Client(QMPStream):
+    """The test tooling's plain-socket QMP client (tests/support/qmp_client.py): no library between
+    the test and the fake, the bytes as they come."""
 
     def negotiate(self) -> "Client":
         assert "QMP" in self.greet()
         assert self.execute("qmp_capabilities", {"enable": ["oob"]}) == {"return": {}}
         return self
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def __enter__(self) -> "Client":
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self.close()
 
 
 def error(reply: Dict[str, Any]) -> Tuple[str, str]:

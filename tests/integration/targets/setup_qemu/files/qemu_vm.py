@@ -6,9 +6,12 @@
 
 """Start, stop and poke real QEMU VMs for the integration targets of qmp.balloon.
 
-Standard library only, so it runs with any Python 3.7+ of the managed host and never
-uses the code under test (qemu.qmp, the collection's module_utils). The roles run it with
-ansible.builtin.script and ``executable: "{{ setup_qemu_python }}"``.
+Standard library only, so it runs with any Python 3.7+ and never uses the code under test
+(qemu.qmp, the collection's module_utils). It talks QMP through the test tooling's client,
+tests/support/qmp_client.py, found in the nearest ancestor directory that has it: so it runs
+in place, in the collection's tree, on this machine (the managed host of every integration
+target: ansible-test --local). The roles run it with ansible.builtin.command and
+``setup_qemu_python``.
 
 Every process it starts writes a pidfile into the VM directory and carries that
 pidfile's path on its command line; ``stop`` kills exactly those processes.
@@ -41,6 +44,25 @@ import socket
 import subprocess
 import sys
 import time
+
+
+def _find_support():
+    """Put the nearest ancestor's tests/support (the test tooling's QMP client) on sys.path."""
+    directory = os.path.dirname(os.path.abspath(__file__))
+    while True:
+        candidate = os.path.join(directory, 'tests', 'support')
+        if os.path.isfile(os.path.join(candidate, 'qmp_client.py')):
+            if candidate not in sys.path:
+                sys.path.insert(0, candidate)
+            return
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            sys.exit('qemu_vm.py: no ancestor of %s has tests/support/qmp_client.py' % __file__)
+        directory = parent
+
+
+_find_support()
+from qmp_client import QMPError, QMPSession, QMPStream, parse_endpoint  # noqa: E402  pylint: disable=wrong-import-position,import-error
 
 START_TIMEOUT = 30
 STOP_TIMEOUT = 10
@@ -217,60 +239,19 @@ def cmd_kill(directory, name):
     return dict(killed=name, pid=pid)
 
 
-def connect(endpoint, timeout):
-    kind, rest = endpoint.split(':', 1) if ':' in endpoint else (endpoint, '')
-    if kind == 'unix':
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        address = rest
-    elif kind == 'tcp':
-        host, port = rest.rsplit(':', 1)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        address = (host, int(port))
-    else:
-        fail('endpoint must be unix:PATH or tcp:HOST:PORT, not %r' % endpoint)
-    sock.settimeout(timeout)
-    sock.connect(address)
-    return sock
-
-
-class Reader(object):
-    """Reads QMP's newline-terminated JSON objects."""
-
-    def __init__(self, sock):
-        self.sock = sock
-        self.buffer = b''
-
-    def message(self):
-        while b'\n' not in self.buffer:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise EOFError('QEMU closed the connection')
-            self.buffer += chunk
-        line, self.buffer = self.buffer.split(b'\n', 1)
-        return json.loads(line)
-
-    def answer(self):
-        """The next return or error, skipping events."""
-        while True:
-            message = self.message()
-            if 'return' in message or 'error' in message:
-                return message
+def address_of(endpoint):
+    try:
+        return parse_endpoint(endpoint)
+    except ValueError as exc:
+        fail(str(exc))
 
 
 def cmd_qmp(endpoint, command, arguments_json=None):
-    with connect(endpoint, QMP_TIMEOUT) as sock:
-        reader = Reader(sock)
-        greeting = reader.message()
-        if 'QMP' not in greeting:
-            fail('no QMP greeting: %r' % greeting)
-        sock.sendall(b'{"execute": "qmp_capabilities"}\n')
-        if 'return' not in reader.answer():
-            fail('qmp_capabilities refused')
-        request = {'execute': command}
-        if arguments_json:
-            request['arguments'] = json.loads(arguments_json)
-        sock.sendall(json.dumps(request).encode() + b'\n')
-        return reader.answer()
+    try:
+        with QMPSession(address_of(endpoint), QMP_TIMEOUT) as session:
+            return session.reply(command, json.loads(arguments_json) if arguments_json else None)
+    except QMPError as exc:
+        fail(str(exc))
 
 
 def cmd_intervals(directory, *names):
@@ -300,9 +281,9 @@ def cmd_hold(endpoint, pidfile, seconds='60'):
         for fd in (0, 1, 2):
             os.dup2(null, fd)
         try:
-            sock = connect(endpoint, QMP_TIMEOUT)
-            greeting = sock.recv(4096)
-            os.write(ready_write, b'1' if b'QMP' in greeting else b'0')
+            stream = QMPStream(address_of(endpoint), QMP_TIMEOUT)  # kept open: the monitor stays taken
+            greeting = stream.greet()
+            os.write(ready_write, b'1' if 'QMP' in greeting else b'0')
             os.close(ready_write)
             time.sleep(float(seconds))
         finally:

@@ -1,0 +1,195 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) qmp.balloon contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The bench's report: the tables of table.txt and the check of the targets (bench/plot.py draws the
+plot, in the bench venv).
+"""
+
+from __future__ import annotations
+
+from runner import INTERVAL, ratio
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+# ---------------------------------------------------------------------------------------------
+
+
+def fmt(value, unit='', digits=2):
+    if value is None:
+        return '-'
+    return ('%.*f' % (digits, value)) + unit
+
+
+def table(results):
+    sets = results['sets']
+    lines = []
+    header = ('set', 'VMs', '(a) task s', '(a) module s', '(a0) s', '(c) floor s', '(a)/(c)', 'mod/(c)', '(a-a0)/(c)', '(b) s', '(b)/(a)',
+              '(d) virsh s', '(d) getAll s', '(d)/(a)', '(e) 1st s', '(e) 2nd s', 'peak MB', 'hold ms mod/floor')
+    rows = [header]
+    for result in sets:
+        med = result['median']
+        b = fmt(med['b'], digits=1) + ('*' if result['b_extrapolated'] else '')
+        d_over = '-'
+        if med.get('d_virsh_over_a') is not None:
+            d_over = '%s / %s' % (fmt(med['d_virsh_over_a'], digits=1), fmt(med['d_getall_over_a'], digits=2))
+        rows.append((result['label'], str(result['n']), fmt(med['a']), fmt(med['a_module']), fmt(med.get('a0')), fmt(med['c']),
+                     fmt(med['a_over_c'], digits=1), fmt(med['a_module_over_c'], digits=1), fmt(med.get('a_net_over_c'), digits=1), b,
+                     fmt(med['b_over_a'], digits=0), fmt(med.get('d_virsh')),
+                     fmt(med.get('d_getall')), d_over, fmt(med['e1']), fmt(med['e2']), fmt(med['a_rss_mb'], digits=0),
+                     '%s / %s' % (fmt(med['a_hold_median_ms'], digits=1), fmt(med['c_hold_median_ms'], digits=1))))
+    widths = [max(len(row[index]) for row in rows) for index in range(len(header))]
+    for number, row in enumerate(rows):
+        lines.append('  '.join(cell.rjust(width) for cell, width in zip(row, widths)))
+        if number == 0:
+            lines.append('  '.join('-' * width for width in widths))
+    lines.append('(a), (b), (e): task duration from the task start to its result; module s: the module process alone; '
+                 '(c), (d): whole processes. Medians of %d repeats. * = extrapolated from a sample.' % results['reps'])
+    lines.append('(a0): the same module with targets: [] (no VM): what any task with this module costs (Ansible\'s fixed cost); '
+                 '(a-a0)/(c): what the VMs add to the task, over the floor.')
+    lines.append('(d)/(a): virsh dommemstat per domain / one getAllDomainStats, each over (a). hold: median connection '
+                 'hold time per VM (connect to close) in the module / in the floor.')
+    lines.append('(e) 1st: a change of the interval on every VM (0 -> %d in repeat 1, then %d -> %d, %d -> %d, ...); '
+                 '(e) 2nd: the same interval again (no change).' % (INTERVAL, INTERVAL, 2 * INTERVAL, 2 * INTERVAL, INTERVAL))
+    return '\n'.join(lines)
+
+
+def phases_table(results):
+    lines = ['Where the time of one (a) task goes (medians, seconds; CPU = user+system seconds of the module / floor process;',
+             'raw floor = bench/floor.py --client raw, the same reads with plain asyncio streams instead of qemu.qmp):']
+    keys = ('ansible_before_module', 'interpreter_start', 'ansiballz_imports_args', 'event_loop', 'results_to_exit', 'exit_json',
+            'ansible_after_module')
+    header = ('set',) + keys + ('module CPU', 'floor CPU', 'CPU ratio', 'raw floor s', 'raw floor CPU')
+    rows = [header]
+    for result in results['sets']:
+        med = result['median']
+        phases = med.get('a_phases') or {}
+        rows.append((result['label'],) + tuple(fmt(phases.get(key), digits=3) for key in keys)
+                    + (fmt(med.get('a_cpu'), digits=3), fmt(med.get('c_cpu'), digits=3), fmt(med.get('a_cpu_over_c_cpu'), digits=1),
+                       fmt(med.get('c_raw'), digits=3), fmt(med.get('c_raw_cpu'), digits=3)))
+    widths = [max(len(row[index]) for row in rows) for index in range(len(header))]
+    for row in rows:
+        lines.append('  '.join(cell.rjust(width) for cell, width in zip(row, widths)))
+    return '\n'.join(lines)
+
+
+def fleet_table(fleet):
+    lines = ['Fleet: %d hypervisors x %d fake VMs (local connection, forks %d): %.1f s in tasks, playbook %.1f s'
+             % (fleet['hosts'], fleet['vms_per_host'], fleet['forks'], fleet['tasks_total_s'], fleet['playbook_wall'])]
+    rows = [('task', 'wall s', 'share', 'module runs', 'module s (sum)', 'module s (median)')]
+    for task in fleet['tasks']:
+        rows.append((task['name'][:70], fmt(task['duration']), fmt(100.0 * task['duration'] / fleet['tasks_total_s'], '%', 0),
+                     str(task['module_processes']), fmt(task['module_s_sum']), fmt(task['module_s_median'], digits=3)))
+    widths = [max(len(row[index]) for row in rows) for index in range(len(rows[0]))]
+    for row in rows:
+        lines.append('  '.join(cell.ljust(widths[0]) if index == 0 else cell.rjust(widths[index]) for index, cell in enumerate(row)))
+    return '\n'.join(lines)
+
+
+def sweep_table(sweep):
+    lines = ['Concurrency sweep on %d fake VMs (engine without Ansible vs floor; loop time s, median hold ms; medians of %s repeats):'
+             % (sweep['vms'], sweep.get('reps', '?'))]
+    rows = [('concurrency', 'engine loop s', 'engine hold ms', 'floor loop s', 'floor hold ms')]
+    for row in sweep['rows']:
+        rows.append((str(row['concurrency']), fmt(row['engine_loop_s'], digits=3), fmt(row['engine_hold_median_ms'], digits=1),
+                     fmt(row['floor_loop_s'], digits=3), fmt(row['floor_hold_median_ms'], digits=1)))
+    widths = [max(len(row[index]) for row in rows) for index in range(len(rows[0]))]
+    for row in rows:
+        lines.append('  '.join(cell.rjust(width) for cell, width in zip(row, widths)))
+    return '\n'.join(lines)
+
+
+def libvirt_table(results):
+    """(d) and (a-lv) on the libvirt domains, next to (a) on the same number of QMP VMs."""
+    sets = [result for result in results['sets'] if result.get('d')]
+    if not sets:
+        return ''
+    first = sets[0]['d'].get('libvirt', {})
+    lines = ['libvirt: %s domains on %s (%s; transient, paused, 64 MiB, virtio balloon, stats period %d s):'
+             % (sets[0]['d']['domains'], 'a private libvirtd started by libvirt_ctl.py' if first.get('private') else first.get('uri'),
+                first.get('version', '?'), INTERVAL),
+             '(d): whole processes (virsh dommemstat per domain; libvirt_read.py: one getAllDomainStats(BALLOON), or memoryStats() per domain);',
+             '(a-lv): one balloon_stats_info task with transport: libvirt, %s, timed as (a); (a): the QMP set of the same size.'
+             % ('all_domains: true' if sets[0]['d'].get('a_lv_select') == 'all_domains' else 'targets: [{domain: ...}]')]
+    header = ('set', 'domains', '(d) virsh s', '(d) getAll s', '(d) memoryStats s', '(a-lv) task s', '(a-lv) module s', '(a-lv) peak MB',
+              '(a-lv)/(d getAll)', 'mod/(d getAll)', '(a) task s', '(d getAll)/(a)', '(d virsh)/(a)')
+    rows = [header]
+    for result in sets:
+        med = result['median']
+        rows.append((result['label'], str(result['d']['domains']), fmt(med.get('d_virsh')), fmt(med.get('d_getall'), digits=3),
+                     fmt(med.get('d_memorystats'), digits=3), fmt(med.get('a_lv')), fmt(med.get('a_lv_module')),
+                     fmt(med.get('a_lv_rss_mb'), digits=0), fmt(med.get('a_lv_over_d_getall'), digits=1),
+                     fmt(med.get('a_lv_module_over_d_getall'), digits=1), fmt(med.get('a')), fmt(med.get('d_getall_over_a'), digits=2),
+                     fmt(med.get('d_virsh_over_a'), digits=2)))
+    widths = [max(len(row[index]) for row in rows) for index in range(len(header))]
+    for row in rows:
+        lines.append('  '.join(cell.rjust(width) for cell, width in zip(row, widths)))
+    info = first
+    lines.append('libvirtd start %s s, %s domains created in %s s (4 at a time), all removed and the daemons stopped in %s s.'
+                 % (fmt(info.get('libvirtd_start_s'), digits=1), sets[0]['d']['domains'], fmt(info.get('create_s'), digits=1),
+                    fmt(info.get('stop_s'), digits=1)))
+    return '\n'.join(lines)
+
+
+def check_targets(results):
+    """The issue's targets, each (name, holds?, measured)."""
+    by_label = {result['label']: result['median'] for result in results['sets']}
+    checks = []
+    big = by_label.get('fake-1000')
+    if big:
+        checks.append(('1000 VMs: module time <= 2x floor (c)', ratio(big['a_module'], big['c']) is not None and big['a_module'] <= 2 * big['c'],
+                       'module %s s, floor %s s, ratio %s (CPU: %s s vs %s s, ratio %s)'
+                       % (fmt(big['a_module']), fmt(big['c']), fmt(big['a_module_over_c'], digits=2), fmt(big.get('a_cpu')),
+                          fmt(big.get('c_cpu')), fmt(big.get('a_cpu_over_c_cpu'), digits=2))))
+        checks.append(('1000 VMs: whole (a) task < 3 s', big['a'] is not None and big['a'] < 3.0, '%s s' % fmt(big['a'])))
+        checks.append(('1000 VMs: peak module memory < 150 MB', big['a_rss_mb'] is not None and big['a_rss_mb'] < 150,
+                       '%s MB' % fmt(big['a_rss_mb'], digits=0)))
+    hundred = by_label.get('fake-100')
+    if hundred:
+        checks.append(('100 VMs: (b)/(a) >= 30', hundred['b_over_a'] is not None and hundred['b_over_a'] >= 30,
+                       '%s' % fmt(hundred['b_over_a'], digits=1)))
+    for label, med in by_label.items():
+        if label.startswith('qemu-'):
+            checks.append(('%s real QEMU VMs: (a) task <= 2x (c)' % label.split('-')[1], med['a_over_c'] is not None and med['a_over_c'] <= 2,
+                           '(a) %s s, (c) %s s, ratio %s (module alone: %s); the same task with no VM (a0) %s s, '
+                           '(a-a0)/(c) %s'
+                           % (fmt(med['a']), fmt(med['c']), fmt(med['a_over_c'], digits=2), fmt(med['a_module_over_c'], digits=2),
+                              fmt(med.get('a0')), fmt(med.get('a_net_over_c'), digits=2))))
+            if med.get('d_getall') is not None:
+                checks.append(('%s real QEMU VMs: (a) faster than getAllDomainStats on as many libvirt domains' % label.split('-')[1],
+                               med['a'] is not None and med['a'] < med['d_getall'],
+                               '(a) %s s, (d) getAll %s s: (d)/(a) %s; the libvirt transport (a-lv) %s s: (a-lv)/(d getAll) %s'
+                               % (fmt(med['a']), fmt(med['d_getall'], digits=3), fmt(med['d_getall_over_a'], digits=2),
+                                  fmt(med.get('a_lv')), fmt(med.get('a_lv_over_d_getall'), digits=1))))
+    fakes = [(label, med) for label, med in by_label.items() if label.startswith('fake-')]
+    for label, med in fakes:
+        checks.append(('%s: median hold per VM < 10 ms (module)' % label, med['a_hold_median_ms'] is not None and med['a_hold_median_ms'] < 10,
+                       'module %s ms, floor %s ms' % (fmt(med['a_hold_median_ms'], digits=1), fmt(med['c_hold_median_ms'], digits=1))))
+    return checks
+
+
+def render(results, notes, failures):
+    """The text report of a run: the tables, the targets, the notes, the failures and the machine."""
+    text = [table(results), '', phases_table(results)]
+    if libvirt_table(results):
+        text += ['', libvirt_table(results)]
+    if results.get('sweep'):
+        text += ['', sweep_table(results['sweep'])]
+    if results.get('fleet'):
+        text += ['', fleet_table(results['fleet'])]
+    if results.get('profile') and not results['profile'].get('error'):
+        text += ['', results['profile'].get('text', '')]
+    text += ['', 'Targets:'] + ['  [%s] %s: %s' % ('ok' if target['holds'] else 'MISS', target['target'], target['measured'])
+                                for target in results['targets']]
+    if notes:
+        text += ['', 'Notes:'] + ['  - ' + note for note in notes]
+    if failures:
+        text += ['', 'FAILURES:'] + ['  - ' + failure for failure in failures]
+    text += ['', 'Machine: %s, %s CPUs, %s GiB, kernel %s; Python %s, ansible-core %s, qemu.qmp %s; %s; load %s -> %s; %.0f s'
+             % (results['machine'].get('cpu'), results['machine'].get('cpus'), results['machine'].get('memory_gib'),
+                results['machine'].get('kernel'), results['machine'].get('python'), results['machine'].get('ansible_core'),
+                results['machine'].get('qemu_qmp'), results['machine'].get('qemu'),
+                ' '.join('%.1f' % value for value in results['machine']['load_start']),
+                ' '.join('%.1f' % value for value in results['machine']['load_end']), results['duration_s'])]
+    return '\n'.join(text)

@@ -1,0 +1,498 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) qmp.balloon contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The bench's scenarios: one set of VMs measured by (a), (b), (c), (e); (d) and (a-lv) on libvirt
+domains; the fleet; the concurrency sweep; the profile. Each returns the raw numbers that
+bench/report.py turns into tables (see bench/run.py's docstring for the methods).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+from runner import (
+    ENGINE_DIRECT, FLOOR, INTERVAL, LIBVIRT_PREFIX, LIBVIRT_READ, PROFILE, FakeFleetProcess, LibvirtDomains, last_json,
+    libvirt_python, log, median, ratio, run_quiet, timed_child,
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# one set of VMs: (a), (b), (c), (e)
+# ---------------------------------------------------------------------------------------------
+
+
+def modules_in(task, modules, host=None):
+    """The module processes that ran inside a task's time window (optionally for one host)."""
+    if task.get('end') is None:
+        return []
+    return [module for module in modules if task['start'] <= module['t_proc'] + 0.011 and module['t_end'] <= task['end']]
+
+
+def module_summary(task, modules):
+    """Module time, peak RSS and phase breakdown of the module processes of one task."""
+    procs = modules_in(task, modules)
+    if not procs:
+        return {}
+    summary = {
+        'processes': len(procs),
+        'module_s': sum(proc['t_end'] - proc['t_proc'] for proc in procs),
+        'peak_rss_mb': max(proc['maxrss_kb'] for proc in procs) / 1024.0,
+    }
+    if len(procs) == 1:
+        proc = procs[0]
+        phases = {'ansible_before_module': proc['t_proc'] - task['start'],
+                  'interpreter_start': proc['t_site'] - proc['t_proc'],
+                  'ansiballz_imports_args': (proc.get('t_loop_start') or proc['t_end']) - proc['t_site'],
+                  'module_total': proc['t_end'] - proc['t_proc'],
+                  'ansible_after_module': task['end'] - proc['t_end']}
+        if proc.get('t_loop_start') and proc.get('t_loop_end'):
+            phases['event_loop'] = proc['t_loop_end'] - proc['t_loop_start']
+            phases['results_to_exit'] = (proc.get('t_exit') or proc['t_end']) - proc['t_loop_end']
+        if proc.get('t_exit'):
+            phases['exit_json'] = proc['t_end'] - proc['t_exit']
+        summary['phases'] = phases
+        summary['cpu_s'] = proc.get('utime', 0) + proc.get('stime', 0)
+    holds = [hold for proc in procs for hold in proc.get('holds_ms', [])]
+    if holds:
+        summary['hold_ms'] = hold_summary(holds)
+        summary['commands_per_vm'] = sum(proc.get('commands', 0) for proc in procs) / float(len(holds))
+    return summary
+
+
+def hold_summary(holds):
+    holds = sorted(holds)
+    return {'median': statistics.median(holds), 'p95': holds[min(len(holds) - 1, int(0.95 * len(holds)))], 'max': holds[-1],
+            'n': len(holds)}
+
+
+def task_by_name(tasks, name):
+    for task in tasks:
+        if task['name'] == name:
+            return task
+    return None
+
+
+def task_ok(task, expect_changed=None):
+    """None when the task did what it should, else why not."""
+    if task is None:
+        return 'task did not run'
+    if task.get('duration') is None:
+        return 'no result'
+    for host, data in task['hosts'].items():
+        if data.get('status') != 'ok':
+            return '%s: %s %s' % (host, data.get('status'), data.get('msg', ''))
+        if data.get('vms_failed'):
+            return '%s: %d VMs failed' % (host, data['vms_failed'])
+        if expect_changed is not None and data.get('changed') != expect_changed:
+            return '%s: changed=%s, expected %s' % (host, data.get('changed'), expect_changed)
+    return None
+
+
+SET_PLAYBOOK = '''---
+- name: bench {name}
+  hosts: bench
+  gather_facts: false
+  vars_files: [targets.json]
+  tasks:
+    # Not measured: every VM starts at interval 0, so the first (e) run of repeat 1 is 0 -> {interval}.
+    - name: reset
+      qmp.balloon.balloon_stats_polling:
+        targets: "{{{{ bench_targets }}}}"
+        interval: 0
+{tasks}
+'''
+
+# (e): the first run of every repeat changes the interval (0 -> 10, then 10 -> 20, 20 -> 10, ...:
+# the same read, write, read-back as 0 -> 10), the second sets the same value again (no change).
+# No reset task between the repeats: it would cost one more module run over all VMs per repeat.
+REP_TASKS = '''    - name: a0 {rep}
+      qmp.balloon.balloon_stats_info:
+        targets: []
+    - name: a {rep}
+      qmp.balloon.balloon_stats_info:
+        targets: "{{{{ bench_targets }}}}"
+    - name: b {rep}
+      qmp.balloon.balloon_stats_info:
+        socket: "{{{{ item.socket }}}}"
+      loop: "{{{{ bench_targets[{b_start}:{b_stop}] }}}}"
+    - name: e1 {rep}
+      qmp.balloon.balloon_stats_polling:
+        targets: "{{{{ bench_targets }}}}"
+        interval: {interval}
+    - name: e2 {rep}
+      qmp.balloon.balloon_stats_polling:
+        targets: "{{{{ bench_targets }}}}"
+        interval: {interval}
+'''
+
+
+def e_interval(rep):
+    """The interval (e) sets in repeat REP (1-based): INTERVAL, 2 x INTERVAL, INTERVAL, ..."""
+    return INTERVAL if rep % 2 else 2 * INTERVAL
+
+
+def bench_set(runner, label, kind, sockets, reps, b_sample, floor_python, notes, skip_b=False):
+    """Measure (a), (b), (c), (e) on one set of VMs; return its result dict."""
+    n = len(sockets)
+    work = os.path.join(runner.work, 'set-' + label)
+    os.makedirs(work, exist_ok=True)
+    targets = [{'socket': path} for path in sockets]
+    targets_file = os.path.join(work, 'targets.json')
+    with open(targets_file, 'w') as handle:
+        json.dump(targets, handle)
+
+    b_count = n if not b_sample or b_sample >= n else b_sample
+    result = {'label': label, 'kind': kind, 'n': n, 'reps': reps, 'b_items': b_count, 'b_extrapolated': b_count < n,
+              'a': [], 'a0': [], 'a0_module': [], 'a_module': [], 'a_rss_mb': [], 'a_phases': [], 'a_hold': [], 'b': [], 'b_items_s': [],
+              'b_rss_mb': [], 'b_module_s': [], 'e1': [], 'e2': [], 'e1_module': [], 'e2_module': [], 'e_rss_mb': [],
+              'c': [], 'c_cpu': [], 'a_cpu': [], 'c_raw': [], 'c_raw_cpu': [], 'c_rss_mb': [], 'c_hold': [],
+              'c_commands_per_vm': None, 'a_commands_per_vm': None, 'errors': []}
+    if b_count < n:
+        notes.append('%s: (b) is measured on a loop over %d of the %d VMs (a different slice each repeat) and '
+                     'extrapolated linearly (x%g)' % (label, b_count, n, n / float(b_count)))
+
+    def floor_once():
+        wall, rss_kb, code, output, errors, cpu = timed_child([floor_python, FLOOR, targets_file])
+        if code != 0:
+            result['errors'].append('floor exited %d: %s %s' % (code, output[-300:], errors[-300:]))
+            return
+        data = json.loads(output)
+        result['c'].append(wall)
+        result['c_cpu'].append(cpu)
+        result['c_rss_mb'].append(rss_kb / 1024.0)
+        result['c_hold'].append(hold_summary(data['holds_ms']))
+        result['c_commands_per_vm'] = data['commands_per_vm']
+        # The same floor without qemu.qmp (plain asyncio streams): what the library costs.
+        wall, rss_kb, code, output, errors, cpu = timed_child([floor_python, FLOOR, targets_file, '--client', 'raw'])
+        if code == 0:
+            result['c_raw'].append(wall)
+            result['c_raw_cpu'].append(cpu)
+
+    # Floors bracket the playbook: half before, half after (the machine is shared and noisy).
+    for _repeat in range((reps + 1) // 2):
+        floor_once()
+
+    tasks_text = ''
+    for rep in range(1, reps + 1):
+        start = min(((rep - 1) * b_count) % n, n - b_count) if b_count < n else 0
+        stop = start + b_count
+        text = REP_TASKS.format(rep=rep, b_start=start, b_stop=stop, interval=e_interval(rep))
+        if skip_b:
+            text = text.replace('    - name: b %d\n' % rep, '    - name: b %d\n      when: false\n' % rep)
+        tasks_text += text
+    playbook = SET_PLAYBOOK.format(name=label, tasks=tasks_text, interval=INTERVAL)
+    inventory = '[bench]\nlocalhost ansible_connection=local\n'
+    log('%s: playbook with %d repeats of (a), (b) over %d items, (e) first and second run' % (label, reps, b_count))
+    run = runner.run(label, playbook, inventory, extra_files={'targets.json': json.dumps({'bench_targets': targets})})
+    result['playbook_wall'] = run['wall']
+    result['playbook_dir'] = run['dir']
+    problem = task_ok(task_by_name(run['tasks'], 'reset'))
+    if problem:
+        result['errors'].append('reset: %s' % problem)
+    for rep in range(1, reps + 1):
+        for key, expect in (('a0', False), ('a', False), ('b', False), ('e1', True), ('e2', False)):
+            if key == 'b' and skip_b:
+                continue
+            task = task_by_name(run['tasks'], '%s %d' % (key, rep))
+            problem = task_ok(task, expect_changed=expect if key in ('e1', 'e2') else None)
+            if problem:
+                result['errors'].append('%s %d: %s' % (key, rep, problem))
+                continue
+            summary = module_summary(task, run['modules'])
+            if key == 'a0':
+                # The same module over no VM: Ansible's fixed cost of one task with this module.
+                result['a0'].append(task['duration'])
+                result['a0_module'].append(summary.get('module_s'))
+            elif key == 'a':
+                result['a'].append(task['duration'])
+                result['a_module'].append(summary.get('module_s'))
+                result['a_cpu'].append(summary.get('cpu_s'))
+                result['a_rss_mb'].append(summary.get('peak_rss_mb'))
+                result['a_phases'].append(summary.get('phases'))
+                result['a_hold'].append(summary.get('hold_ms'))
+                result['a_commands_per_vm'] = summary.get('commands_per_vm')
+            elif key == 'b':
+                scale = n / float(b_count)
+                result['b'].append(task['duration'] * scale)
+                result['b_items_s'].append(task['duration'] / float(b_count))
+                result['b_rss_mb'].append(summary.get('peak_rss_mb'))
+                result['b_module_s'].append((summary.get('module_s') or 0) * scale)
+            else:
+                result[key].append(task['duration'])
+                result[key + '_module'].append(summary.get('module_s'))
+                result['e_rss_mb'].append(summary.get('peak_rss_mb'))
+
+    for _repeat in range(reps // 2):
+        floor_once()
+    return result
+
+
+def summarise_set(result):
+    keys = ('a', 'a0', 'a0_module', 'a_module', 'a_cpu', 'c_cpu', 'c_raw', 'c_raw_cpu', 'b', 'c', 'e1', 'e2', 'e1_module', 'e2_module', 'b_items_s',
+            'b_module_s')
+    med = {key: median(result.get(key, [])) for key in keys}
+    med['a_rss_mb'] = max([value for value in result['a_rss_mb'] if value is not None] or [None]) if any(result['a_rss_mb']) else None
+    med['b_rss_mb'] = max([value for value in result['b_rss_mb'] if value is not None] or [0]) or None
+    med['e_rss_mb'] = max([value for value in result['e_rss_mb'] if value is not None] or [0]) or None
+    med['c_rss_mb'] = median(result['c_rss_mb'])
+    med['a_hold_median_ms'] = median([hold['median'] for hold in result['a_hold'] if hold])
+    med['a_hold_p95_ms'] = median([hold['p95'] for hold in result['a_hold'] if hold])
+    med['c_hold_median_ms'] = median([hold['median'] for hold in result['c_hold'] if hold])
+    med['c_hold_p95_ms'] = median([hold['p95'] for hold in result['c_hold'] if hold])
+    phases = [phase for phase in result['a_phases'] if phase]
+    if phases:
+        med['a_phases'] = {key: median([phase.get(key) for phase in phases]) for key in phases[0]}
+    med['a_over_c'] = ratio(med['a'], med['c'])
+    # What the VMs add to the task, over the task with no VM (Ansible's fixed cost), against the floor.
+    med['a_net'] = (med['a'] - med['a0']) if med['a'] is not None and med['a0'] is not None else None
+    med['a_net_over_c'] = ratio(med['a_net'], med['c'])
+    med['a_module_over_c'] = ratio(med['a_module'], med['c'])
+    med['a_cpu_over_c_cpu'] = ratio(med['a_cpu'], med['c_cpu'])
+    med['b_over_a'] = ratio(med['b'], med['a'])
+    if result.get('d'):
+        d = result['d']
+        med['d_virsh'] = median(d.get('virsh', []))
+        med['d_getall'] = median(d.get('getall', []))
+        med['d_memorystats'] = median(d.get('memorystats', []))
+        med['d_rss_mb'] = median(d.get('rss_mb', []))
+        med['d_virsh_over_a'] = ratio(med['d_virsh'], med['a'])
+        med['d_getall_over_a'] = ratio(med['d_getall'], med['a'])
+        # The collection's libvirt transport on the same domains, timed as (a).
+        for key in ('a_lv', 'a_lv_module', 'a_lv_cpu'):
+            med[key] = median(d.get(key, []))
+        med['a_lv_rss_mb'] = max([value for value in d.get('a_lv_rss_mb', []) if value is not None] or [0]) or None
+        lv_phases = [phase for phase in d.get('a_lv_phases', []) if phase]
+        if lv_phases:
+            med['a_lv_phases'] = {key: median([phase.get(key) for phase in lv_phases]) for key in lv_phases[0]}
+        med['a_lv_over_d_getall'] = ratio(med['a_lv'], med['d_getall'])
+        med['a_lv_module_over_d_getall'] = ratio(med['a_lv_module'], med['d_getall'])
+        med['a_lv_over_a'] = ratio(med['a_lv'], med['a'])
+    result['median'] = med
+    return med
+
+
+# ---------------------------------------------------------------------------------------------
+# (d) libvirt
+# ---------------------------------------------------------------------------------------------
+
+
+LIBVIRT_PLAYBOOK = '''---
+- name: bench libvirt
+  hosts: bench
+  gather_facts: false
+  tasks:
+{tasks}
+'''
+
+LIBVIRT_TASK = '''    - name: alv {rep}
+      qmp.balloon.balloon_stats_info:
+        transport: libvirt
+        libvirt_uri: "{uri}"
+{select}
+'''
+
+
+def bench_libvirt(runner, python, count, reps, uri=None):
+    """(d) and (a-lv) on COUNT libvirt domains; (None, why not) when libvirt is not usable here."""
+    lv_python = libvirt_python([python, '/usr/bin/python3', sys.executable])
+    if lv_python is None:
+        return None, 'libvirt-python is not installed in %s (pip install -r requirements/hypervisor-libvirt.txt)' % python
+    domains = LibvirtDomains(python, count, uri)
+    out = None
+    try:
+        try:
+            why_not = domains.start()
+        except subprocess.TimeoutExpired as exc:
+            why_not = 'timed out: %s' % exc
+        if why_not:
+            return None, why_not
+        uri = domains.uri
+        out = {'virsh': [], 'getall': [], 'memorystats': [], 'rss_mb': [], 'domains': count, 'a_lv': [], 'a_lv_module': [],
+               'a_lv_cpu': [], 'a_lv_rss_mb': [], 'a_lv_phases': [], 'errors': [], 'python': lv_python,
+               'a_lv_select': 'targets' if domains.external else 'all_domains'}
+
+        def d_once():
+            start = time.perf_counter()
+            for name in domains.names:
+                result = run_quiet([domains.virsh, '-c', uri, 'dommemstat', name])
+                if result.returncode != 0 or 'actual' not in result.stdout:
+                    out['errors'].append('virsh dommemstat %s: %s' % (name, result.stdout.strip()[-300:]))
+                    return
+            out['virsh'].append(time.perf_counter() - start)
+            for mode, key in (('getall', 'getall'), ('memorystats', 'memorystats')):
+                wall, rss_kb, code, output, errors, _cpu = timed_child(
+                    [lv_python, LIBVIRT_READ, '--uri', uri, '--prefix', LIBVIRT_PREFIX, '--mode', mode])
+                data = last_json(output) if code == 0 else None
+                if not data or data.get('domains') != count:
+                    out['errors'].append('libvirt_read.py --mode %s: %s %s' % (mode, output[-300:], errors[-300:]))
+                    return
+                out[key].append(wall)
+                if mode == 'getall':
+                    out['rss_mb'].append(rss_kb / 1024.0)
+
+        # (d) brackets the (a-lv) playbook, half before and half after, like the floors in bench_set.
+        for _repeat in range((reps + 1) // 2):
+            d_once()
+        if domains.external:
+            select = '        targets: %s' % json.dumps([{'domain': name} for name in domains.names])
+        else:
+            select = '        all_domains: true'
+        tasks = ''.join(LIBVIRT_TASK.format(rep=rep, uri=uri, select=select) for rep in range(1, reps + 1))
+        log('libvirt: playbook with %d repeats of (a-lv) over %d domains' % (reps, count))
+        run = runner.run('libvirt', LIBVIRT_PLAYBOOK.format(tasks=tasks), '[bench]\nlocalhost ansible_connection=local\n')
+        out['playbook_wall'] = run['wall']
+        out['playbook_dir'] = run['dir']
+        for rep in range(1, reps + 1):
+            task = task_by_name(run['tasks'], 'alv %d' % rep)
+            problem = task_ok(task)
+            if not problem and any(data.get('vms') != count for data in task['hosts'].values()):
+                problem = 'read %s domains, expected %d' % ([data.get('vms') for data in task['hosts'].values()], count)
+            if problem:
+                out['errors'].append('alv %d: %s' % (rep, problem))
+                continue
+            summary = module_summary(task, run['modules'])
+            out['a_lv'].append(task['duration'])
+            out['a_lv_module'].append(summary.get('module_s'))
+            out['a_lv_cpu'].append(summary.get('cpu_s'))
+            out['a_lv_rss_mb'].append(summary.get('peak_rss_mb'))
+            out['a_lv_phases'].append(summary.get('phases'))
+        for _repeat in range(reps // 2):
+            d_once()
+        return out, None
+    finally:
+        domains.stop()
+        if out is not None:
+            out['libvirt'] = domains.info
+
+
+# ---------------------------------------------------------------------------------------------
+# fleet
+# ---------------------------------------------------------------------------------------------
+
+FLEET_PLAYBOOK = '''---
+- name: fleet
+  hosts: hypervisors
+  gather_facts: false
+  vars:
+    balloon_stats_interval: {interval}
+    balloon_stats_report: false
+  tasks:
+    - name: role configure
+      ansible.builtin.include_role:
+        name: qmp.balloon.balloon_stats
+        tasks_from: configure
+    - name: role gather
+      ansible.builtin.include_role:
+        name: qmp.balloon.balloon_stats
+        tasks_from: gather
+    - name: fleet check
+      ansible.builtin.assert:
+        that:
+          - balloon_stats.summary.vms | int == {per_host}
+          - balloon_stats.summary.unreachable | int == 0
+        quiet: true
+'''
+
+
+def bench_fleet(runner, python, hosts, per_host, forks, work):
+    total = hosts * per_host
+    fake = FakeFleetProcess(python, os.path.join(work, 'fleetfake'), total)
+    try:
+        inventory = ['[hypervisors]']
+        for index in range(hosts):
+            host_dir = os.path.join(work, 'fleet', 'hv%02d' % index)
+            os.makedirs(host_dir, exist_ok=True)
+            for socket_path in fake.sockets[index * per_host:(index + 1) * per_host]:
+                os.symlink(socket_path, os.path.join(host_dir, os.path.basename(socket_path)))
+            inventory.append("hv%02d ansible_connection=local balloon_stats_socket_globs='[\"%s/*.qmp\"]'" % (index, host_dir))
+        log('fleet: %d hypervisors x %d fake VMs, forks %d' % (hosts, per_host, forks))
+        run = runner.run('fleet', FLEET_PLAYBOOK.format(interval=INTERVAL, per_host=per_host), '\n'.join(inventory) + '\n', forks=forks)
+    finally:
+        fake.stop()
+    tasks = []
+    errors = []
+    for task in run['tasks']:
+        if task.get('duration') is None:
+            continue
+        procs = modules_in(task, run['modules'])
+        statuses = {}
+        for data in task['hosts'].values():
+            statuses[data.get('status')] = statuses.get(data.get('status'), 0) + 1
+        if statuses.get('failed') or statuses.get('unreachable'):
+            errors.append('%s: %s' % (task['name'], statuses))
+        tasks.append({'name': task['name'], 'action': task['action'], 'duration': task['duration'], 'hosts': statuses,
+                      'module_processes': len(procs),
+                      'module_s_sum': sum(proc['t_end'] - proc['t_proc'] for proc in procs),
+                      'module_s_median': median([proc['t_end'] - proc['t_proc'] for proc in procs]),
+                      'peak_rss_mb': max([proc['maxrss_kb'] / 1024.0 for proc in procs] or [0]) or None})
+    return {'hosts': hosts, 'vms_per_host': per_host, 'forks': forks, 'rc': run['rc'], 'playbook_wall': run['wall'],
+            'tasks': tasks, 'errors': errors, 'dir': run['dir'],
+            'tasks_total_s': sum(task['duration'] for task in tasks)}
+
+
+# ---------------------------------------------------------------------------------------------
+# concurrency sweep and profile
+# ---------------------------------------------------------------------------------------------
+
+
+def concurrency_sweep(python, collections, sockets, work, reps, levels):
+    targets_file = os.path.join(work, 'sweep-targets.json')
+    with open(targets_file, 'w') as handle:
+        json.dump([{'socket': path} for path in sockets], handle)
+    rows = []
+    for level in levels:
+        row = {'concurrency': level, 'engine_loop_s': [], 'engine_hold_median_ms': [], 'floor_loop_s': [],
+               'floor_hold_median_ms': []}
+        for _repeat in range(reps):
+            wall, rss, code, output, errors, _cpu = timed_child(
+                [python, ENGINE_DIRECT, '--collections', collections, targets_file, '--concurrency', str(level)])
+            if code == 0:
+                data = json.loads(output)
+                row['engine_loop_s'].append(data['loop_s'])
+                row['engine_hold_median_ms'].append(hold_summary(data['holds_ms'])['median'])
+            wall, rss, code, output, errors, _cpu = timed_child([python, FLOOR, targets_file, '--concurrency', str(level)])
+            if code == 0:
+                data = json.loads(output)
+                row['floor_loop_s'].append(data['loop_s'])
+                row['floor_hold_median_ms'].append(hold_summary(data['holds_ms'])['median'])
+        for key in list(row):
+            if isinstance(row[key], list):
+                row[key] = median(row[key])
+        rows.append(row)
+    return {'vms': len(sockets), 'rows': rows, 'reps': reps}
+
+
+def run_profile(bench_python, ansible, sockets, work):
+    """Capture the AnsiballZ payload of one (a) task and profile it under py-spy (module) plus the floor."""
+    if not bench_python:
+        return None
+    directory = os.path.join(work, 'profile')
+    os.makedirs(directory, exist_ok=True)
+    targets = [{'socket': path} for path in sockets]
+    targets_file = os.path.join(directory, 'targets.json')
+    with open(targets_file, 'w') as handle:
+        json.dump(targets, handle)
+    keep = os.path.join(directory, 'remote')
+    playbook = ('---\n- hosts: bench\n  gather_facts: false\n  vars_files: [targets.json]\n  tasks:\n'
+                '    - name: capture\n      qmp.balloon.balloon_stats_info:\n        targets: "{{ bench_targets }}"\n')
+    run = ansible.run('profile-capture', playbook, '[bench]\nlocalhost ansible_connection=local\n',
+                      extra_files={'targets.json': json.dumps({'bench_targets': targets})},
+                      extra_env={'ANSIBLE_KEEP_REMOTE_FILES': '1', 'ANSIBLE_REMOTE_TMP': keep})
+    payloads = []
+    for base, _dirs, files in os.walk(keep):
+        payloads += [os.path.join(base, name) for name in files if name.startswith('AnsiballZ_')]
+    if run['rc'] != 0 or not payloads:
+        return {'error': 'could not capture the AnsiballZ payload (rc %s)' % run['rc']}
+    command = [bench_python, PROFILE, '--out', directory, '--module-python', ansible.python, '--payload', payloads[0],
+               '--floor', FLOOR, '--targets', targets_file]
+    result = run_quiet(command)
+    if result.returncode != 0:
+        return {'error': 'profile_module.py failed: %s' % result.stdout[-1000:]}
+    with open(os.path.join(directory, 'profile.json')) as handle:
+        return json.load(handle)
