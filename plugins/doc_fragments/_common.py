@@ -95,16 +95,16 @@ options:
     elements: path
   allow_empty:
     description:
-      - Accept a glob of O(sockets) that matches no socket (or whose directory does not exist): the task handles the VMs
+      - Accept a glob of O(sockets) that matches no socket (or whose directory does not exist); the task handles the VMs
         found, possibly none, instead of failing.
     type: bool
     default: false
   require_balloon:
     description:
-      - A VM without a virtio-balloon device is a state by default, not a failure - M(qmp.balloon.balloon_stats_info)
+      - "A VM without a virtio-balloon device is a state by default, not a failure - M(qmp.balloon.balloon_stats_info)
         reports it with RV(qmp.balloon.balloon_stats_info#module:vms[].health=no_balloon_device) and no stats,
         M(qmp.balloon.balloon_stats_polling) skips it (RV(qmp.balloon.balloon_stats_polling#module:vms[].skipped)) and
-        configures the others. Proxmox VE removes the device for C(balloon: 0).
+        configures the others. Proxmox VE removes the device for C(balloon: 0)."
       - When V(true), such a VM fails instead, for policies that demand a balloon.
     type: bool
     default: false

@@ -201,8 +201,8 @@ def failure_summary(results):
         tail = ', %d more of %d other causes' % (sum(len(item[1]) for item in rest), len(rest)) if rest else ''
         if parts and len(head) + 2 + len(', '.join(parts + [part])) + len(tail) > MAX_SUMMARY:
             left = ordered[index:]
-            parts.append('%d more of %d other cause%s' % (sum(len(item[1]) for item in left), len(left),
-                                                           '' if len(left) == 1 else 's'))
+            plural = '' if len(left) == 1 else 's'
+            parts.append('%d more of %d other cause%s' % (sum(len(item[1]) for item in left), len(left), plural))
             break
         parts.append(part)
     return '%s: %s' % (head, ', '.join(parts))

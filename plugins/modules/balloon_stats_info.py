@@ -155,15 +155,15 @@ vms:
         - V(vm_not_running) - the data is older than 3 intervals because the VM is not running (its timer is paused).
         - V(stale) - the VM runs but the data is older than 3 intervals; the timer is stalled, re-arm it with
           M(qmp.balloon.balloon_stats_polling) O(qmp.balloon.balloon_stats_polling#module:rearm=stale).
-        - V(driver_not_loaded) - QEMU says no guest driver set the balloon up (no C(DRIVER_OK) in the device status): no
+        - "V(driver_not_loaded) - QEMU says no guest driver set the balloon up (no C(DRIVER_OK) in the device status): no
           C(virtio_balloon) module in a Linux guest, no virtio-win Balloon driver in Windows, a guest still booting, or a VM
-          without an OS. From RV(vms[].driver); takes precedence over V(never_updated), V(stale) and V(vm_not_running).
+          without an OS. From RV(vms[].driver); takes precedence over V(never_updated), V(stale) and V(vm_not_running)."
         - V(stats_not_negotiated) - the driver is loaded but did not accept the stats queue (C(VIRTIO_BALLOON_F_STATS_VQ)).
-        - V(no_balloon_device) - the VM has no virtio-balloon device (Proxmox VE C(balloon: 0)); no RV(vms[].stats).
-          With O(require_balloon=true) the VM fails instead.
+        - "V(no_balloon_device) - the VM has no virtio-balloon device (Proxmox VE C(balloon: 0)); no RV(vms[].stats).
+          With O(require_balloon=true) the VM fails instead."
         - V(ok) - fresh data.
         - Right after a live migration the destination has polling off (QEMU migrates neither the interval nor a running
-          timer) while RV(vms[].last_update) is the migration time: V(polling_disabled), with the advice to re-apply it.
+          timer) while RV(vms[].last_update) is the migration time - V(polling_disabled), with the advice to re-apply it.
       type: str
       returned: success
       sample: ok
