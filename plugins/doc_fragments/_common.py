@@ -78,6 +78,36 @@ options:
         description:
           - With O(transport=libvirt), the name or UUID of this libvirt domain.
         type: str
+  sockets:
+    description:
+      - Every VM whose QMP unix socket is named here, as absolute paths and shell globs (V(/var/run/qemu-server/*.qmp)),
+        expanded on the managed host (not on the controller, as C(fileglob) would be). Only sockets are kept, so a
+        directory may also hold C(.pid) files.
+      - Each socket is handled once, told apart by device and inode, so V(/var/run/x/*.qmp) and V(/run/x/*.qmp)
+        (a symlinked directory) or two overlapping globs do not list a VM twice. Matches of each entry are sorted by path.
+      - A glob whose directory does not exist, or that matches no socket, fails the task with one sentence before any VM
+        is touched, unless O(allow_empty=true).
+      - Always a batch (results in RV(vms)), even for one match. May be combined with O(targets); the VMs of O(targets) come
+        first, and a socket listed there is not repeated. Mutually exclusive with O(socket), O(host), O(port), O(name)
+        and O(qom_path). Transport qmp only.
+      - "Ad hoc, every VM of a Proxmox VE hypervisor: C(ansible pve -b -m qmp.balloon.balloon_stats_info -a 'sockets=/var/run/qemu-server/*.qmp')."
+    type: list
+    elements: path
+  allow_empty:
+    description:
+      - Accept a glob of O(sockets) that matches no socket (or whose directory does not exist); the task handles the VMs
+        found, possibly none, instead of failing.
+    type: bool
+    default: false
+  require_balloon:
+    description:
+      - "A VM without a virtio-balloon device is a state by default, not a failure - M(qmp.balloon.balloon_stats_info)
+        reports it with RV(qmp.balloon.balloon_stats_info#module:vms[].health=no_balloon_device) and no stats,
+        M(qmp.balloon.balloon_stats_polling) skips it (RV(qmp.balloon.balloon_stats_polling#module:vms[].skipped)) and
+        configures the others. Proxmox VE removes the device for C(balloon: 0)."
+      - When V(true), such a VM fails instead, for policies that demand a balloon.
+    type: bool
+    default: false
   tls_ca:
     description:
       - Path of the CA certificate (PEM) that signed the certificates of TCP monitors protected by x509 TLS
@@ -177,7 +207,8 @@ notes:
     QEMU's own documentation does not exist.
   - Neither the polling interval nor the stats survive live migration; set the interval again afterwards.
   - Only these QMP commands are ever sent - C(qmp_capabilities), C(qom-list), C(qom-get), C(query-status),
-    C(query-name), and C(qom-set) on C(guest-stats-polling-interval) only.
+    C(query-name), C(x-query-virtio-status) (read-only, to diagnose a VM whose stats are not ok),
+    and C(qom-set) on C(guest-stats-polling-interval) only.
 attributes:
   # Every module with these options is in the action group (module_defaults: group/qmp.balloon.qmp);
   # the fragments below add the attributes that differ between an action and an info module.

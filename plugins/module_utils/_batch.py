@@ -30,6 +30,10 @@ from ansible_collections.qmp.balloon.plugins.module_utils._errors import Balloon
 SLOW_AFTER = 0.25
 #: But no more than this many VMs are ever in progress at once (file descriptors, threads).
 MAX_OPEN = 256
+#: A batch's failure message stays about this short; each VM's full sentence stays in its own ``msg``.
+MAX_SUMMARY = 300
+#: VMs named per cause in that message.
+NAMES_PER_CAUSE = 3
 
 
 class Batch(list):
@@ -158,6 +162,8 @@ def new_result(name, endpoint, **fields):
 def record_failure(result, exc):
     """Mark the result failed with one sentence: the error's own, or ``unexpected TYPE: ...`` for a bug."""
     result['failed'] = True
+    # Few words that group failures in the batch's message (failure_summary); BalloonModule.exit drops the key.
+    result['_cause'] = getattr(exc, 'cause', None) or 'unexpected error'
     if isinstance(exc, BalloonError):
         result['msg'] = str(exc)
     else:
@@ -170,3 +176,33 @@ def finish(result):
     if result['failed']:
         result['msg'] = '%s (%s): %s' % (result['name'], result['endpoint'], result['msg'])
     return result
+
+
+def failure_summary(results):
+    """The message of a batch with failures: one VM's full sentence, or the failures grouped by cause.
+
+    ``30 of 32 VMs failed: 28 monitor busy (vm1, vm2, vm3, …), 2 permission denied (db1, db2)``:
+    the most frequent cause first, at most :data:`NAMES_PER_CAUSE` names each, about
+    :data:`MAX_SUMMARY` characters at most (causes that do not fit are counted at the end).
+    """
+    failed = [result for result in results if result.get('failed')]
+    head = '%d of %d VMs failed' % (len(failed), len(results))
+    if len(failed) == 1:
+        return '%s: %s' % (head, failed[0]['msg'])
+    groups = {}
+    for result in failed:
+        groups.setdefault(result.get('_cause') or 'error', []).append(str(result.get('name')))
+    ordered = sorted(groups.items(), key=lambda item: -len(item[1]))  # stable: first seen first among equals
+    parts = []
+    for index, (cause, names) in enumerate(ordered):
+        shown = ', '.join(names[:NAMES_PER_CAUSE]) + (', …' if len(names) > NAMES_PER_CAUSE else '')
+        part = '%d %s (%s)' % (len(names), cause, shown)
+        rest = ordered[index + 1:]
+        tail = ', %d more of %d other causes' % (sum(len(item[1]) for item in rest), len(rest)) if rest else ''
+        if parts and len(head) + 2 + len(', '.join(parts + [part])) + len(tail) > MAX_SUMMARY:
+            left = ordered[index:]
+            plural = '' if len(left) == 1 else 's'
+            parts.append('%d more of %d other cause%s' % (sum(len(item[1]) for item in left), len(left), plural))
+            break
+        parts.append(part)
+    return '%s: %s' % (head, ', '.join(parts))

@@ -22,6 +22,7 @@ import sys
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.qmp.balloon.plugins.module_utils import _libvirt, _targets
+from ansible_collections.qmp.balloon.plugins.module_utils._batch import failure_summary
 from ansible_collections.qmp.balloon.plugins.module_utils._libvirt_executor import LibvirtExecutor
 from ansible_collections.qmp.balloon.plugins.module_utils._options import (
     COMMON_ARGUMENT_SPEC,
@@ -65,6 +66,31 @@ def missing_libvirt_message():
             '-e ansible_python_interpreter=%s/bin/python)' % (_this_python(), _libvirt.LIBVIRT_LIBRARY, PREPARE_VENV, PREPARE_VENV))
 
 
+class _AnsibleModule(AnsibleModule):
+    """AnsibleModule whose argument checks say how to write ``targets`` when given strings instead of dicts.
+
+    Core's own message for ``targets: [/run/vm1.qmp]`` is "dictionary requested, could not
+    parse JSON or key=value"; while the arguments are being checked, a fail_json gets the
+    sentence of ``_targets.targets_as_strings`` instead.
+    """
+
+    def __init__(self, *args, **kwargs):
+        self._given = {}
+        self._checking_arguments = True
+        super().__init__(*args, **kwargs)
+        self._checking_arguments = False
+
+    def _load_params(self):
+        super()._load_params()
+        # The checks replace a list they cannot convert: keep what was given.
+        self._given = {'targets': (self.params or {}).get('targets')}
+
+    def fail_json(self, msg, **kwargs):  # pylint: disable=arguments-differ
+        if getattr(self, '_checking_arguments', False):
+            msg = _targets.targets_as_strings(getattr(self, '_given', None)) or msg
+        super().fail_json(msg=msg, **kwargs)
+
+
 class BalloonModule(object):
     """AnsibleModule plus the common options, checks, executor and exit of qmp.balloon modules."""
 
@@ -72,7 +98,7 @@ class BalloonModule(object):
         """``libvirt_only``: the module's own options that apply to transport libvirt only (refused with qmp when set)."""
         spec = dict(COMMON_ARGUMENT_SPEC)
         spec.update(argument_spec)
-        self.module = AnsibleModule(
+        self.module = _AnsibleModule(
             argument_spec=spec,
             mutually_exclusive=COMMON_MUTUALLY_EXCLUSIVE,
             required_together=COMMON_REQUIRED_TOGETHER,
@@ -117,6 +143,9 @@ class BalloonModule(object):
 
     def exit(self, results, changed=False, diff=None):
         """Exit with ``vms`` (input order); fail after all VMs when any failed, unless fail_on_error is false."""
+        message = failure_summary(results)
+        for result in results:
+            result.pop('_cause', None)
         output = dict(changed=changed, vms=results)
         if self.single and results:
             output.update((key, value) for key, value in results[0].items() if key not in _NOT_AT_TOP)
@@ -132,7 +161,7 @@ class BalloonModule(object):
             if self.params['fail_on_error']:
                 if self.single:
                     self.fail(failed[0]['msg'], **output)
-                self.fail('%d of %d VMs failed: %s' % (len(failed), len(results), '; '.join(r['msg'] for r in failed)), **output)
+                self.fail(message, **output)
             for result in failed:
                 self.module.warn(result['msg'])
         self.module.exit_json(**output)

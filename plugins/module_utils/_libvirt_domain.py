@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from xml.etree import ElementTree
 
-from ansible_collections.qmp.balloon.plugins.module_utils._errors import BalloonNotFound, VMShutOff
+from ansible_collections.qmp.balloon.plugins.module_utils._errors import NoBalloonDevice, VMShutOff
 from ansible_collections.qmp.balloon.plugins.module_utils._libvirt import AFFECT_CONFIG, AFFECT_LIVE, XML_INACTIVE
 from ansible_collections.qmp.balloon.plugins.module_utils._operations import BalloonVM
 
@@ -111,7 +111,7 @@ def _kib_to_bytes(value):
 
 
 def _no_balloon(where='this domain'):
-    return BalloonNotFound("%s has no balloon device (memballoon model='none'): libvirt reads guest memory "
+    return NoBalloonDevice("%s has no balloon device (memballoon model='none'): libvirt reads guest memory "
                            "statistics only through one; give the domain a memballoon of model='virtio' and restart it"
                            % where)
 
@@ -151,7 +151,7 @@ class LibvirtVM(BalloonVM):
             raise VMShutOff('it has no live statistics; start it (virsh start)')
 
     async def read_interval(self):
-        """The live period, from the live XML; raises BalloonNotFound without a balloon."""
+        """The live period, from the live XML; raises NoBalloonDevice without a balloon."""
         self._require_live()
         model, period = balloon_from_xml(self._call('XMLDesc', 0))
         if not has_balloon(model):

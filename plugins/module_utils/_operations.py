@@ -23,7 +23,7 @@ import threading
 import time
 
 from ansible_collections.qmp.balloon.plugins.module_utils import _stats
-from ansible_collections.qmp.balloon.plugins.module_utils._errors import BalloonError, VMShutOff
+from ansible_collections.qmp.balloon.plugins.module_utils._errors import BalloonError, NoBalloonDevice, VMShutOff
 
 REARM_NEVER = 'never'
 REARM_STALE = 'stale'
@@ -52,6 +52,8 @@ class BalloonVM(object):
     live = True
     #: The name the transport knows the VM by, for warnings (libvirt: the domain's name).
     name = None
+    #: QEMU's version as the transport knows it (QMP: from the greeting, ``7.2.0``), else None.
+    qemu_version = None
     #: What the transport says when a written interval does not read back: ``% (written, read)``.
     READ_BACK = '%s was written but %r reads back'
     #: The same for the persistent configuration (libvirt only).
@@ -92,6 +94,14 @@ class BalloonVM(object):
         """Whether the VM has a persistent configuration to write (a defined libvirt domain)."""
         return False
 
+    async def read_driver(self):
+        """What the device knows of the guest's balloon driver: ``{'loaded': bool, 'stats_negotiated': bool}``, or None.
+
+        None means unknown (the transport cannot ask, or QEMU lacks or refused the question):
+        never an error.
+        """
+        return None
+
     async def read_config_interval(self):
         """The interval in the persistent configuration; only asked when :meth:`has_config` is true."""
         raise NotImplementedError
@@ -102,15 +112,37 @@ class BalloonVM(object):
 
 
 class Operation(object):
-    """One module's work on one VM: ``await operation(vm)`` returns the fields of the VM's result."""
+    """One module's work on one VM: ``await operation(vm)`` returns the fields of the VM's result.
+
+    A VM without a balloon device is a state, not a failure: :meth:`without_balloon` gives
+    its fields (the QMP executor calls it when discovery finds no device; the operations
+    when libvirt's XML has none), unless ``require_balloon``.
+    """
 
     #: The operation only reads (libvirt opens a read-only connection).
     read_only = False
     #: The operation may read every VM's stats (libvirt then reads them for all domains in its one batch call).
     reads_stats = False
+    #: A VM without a balloon device fails (require_balloon: true) instead of being reported as such.
+    require_balloon = False
 
     async def __call__(self, vm):
+        try:
+            return await self.run(vm)
+        except NoBalloonDevice as exc:
+            return self.without_balloon(exc, vm.qemu_version)
+
+    async def run(self, vm):
         raise NotImplementedError
+
+    def without_balloon(self, error, qemu_version=None):
+        """The fields of a VM that has no balloon device; raises ``error`` when a balloon is required."""
+        if self.require_balloon:
+            raise error
+        return self.no_balloon_fields(error, qemu_version)
+
+    def no_balloon_fields(self, error, qemu_version):
+        raise error
 
     def warnings(self):
         """Warnings for the task, after the batch."""
@@ -122,16 +154,30 @@ class Operation(object):
 # ---------------------------------------------------------------------------------------------
 
 class InfoOperation(Operation):
-    """The per-VM fields of balloon_stats_info. Reads only, sent together."""
+    """The per-VM fields of balloon_stats_info. Reads only, sent together.
+
+    A VM whose health is not ``ok`` is diagnosed: the device's view of the guest driver
+    (:meth:`BalloonVM.read_driver`, one more read) refines the health, and ``advice`` says
+    what to do.
+    """
 
     read_only = True
     reads_stats = True
 
-    async def __call__(self, vm):
+    def __init__(self, require_balloon=False):
+        self.require_balloon = require_balloon
+
+    async def run(self, vm):
         guest_stats, interval, status = await vm.together(vm.read_stats(), vm.read_interval(), vm.read_state())
         fields = _stats.describe_stats(guest_stats, interval, status, time.time())
+        if fields['health'] != _stats.HEALTH_OK:
+            fields.update(_stats.diagnose(fields, status, await vm.read_driver()))
         fields.update(vm.info_extras())
+        fields['qemu_version'] = vm.qemu_version
         return fields
+
+    def no_balloon_fields(self, error, qemu_version):
+        return {'health': _stats.HEALTH_NO_BALLOON, 'advice': str(error), 'qemu_version': qemu_version}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,8 +218,9 @@ class PollingOperation(Operation):
     (listed in one warning). Idempotence and check mode look at both values.
     """
 
-    def __init__(self, interval, rearm=REARM_NEVER, persistent=False, check_mode=False):
+    def __init__(self, interval, rearm=REARM_NEVER, persistent=False, check_mode=False, require_balloon=False):
         self.interval = interval
+        self.require_balloon = require_balloon
         self.rearm = rearm
         self.persistent = persistent
         self.check_mode = check_mode
@@ -189,7 +236,11 @@ class PollingOperation(Operation):
         return ['persistent: true: %s %s transient (no configuration to write): only the live stats period was set'
                 % (', '.join(sorted(self.transient)), 'is' if len(self.transient) == 1 else 'are')]
 
-    async def __call__(self, vm):
+    def no_balloon_fields(self, error, qemu_version):
+        return {'skipped': True, 'skip_reason': str(error), 'changed': False, 'rearmed': False,
+                'previous_interval': None, 'interval': None}
+
+    async def run(self, vm):
         wanted = self.interval
         with_config = self.persistent and await vm.has_config()
         if not vm.live and not with_config:
@@ -248,7 +299,7 @@ def polling_diff(results, words, persistent=False):
     """
     diff = []
     for result in results:
-        if result.get('failed'):
+        if result.get('failed') or result.get('skipped'):
             continue
         before = ['%s: %s' % (words.live, _or_none(result['previous_interval']))]
         after = ['%s: %s%s' % (words.live, _or_none(result['interval']), ' (re-armed)' if result['rearmed'] else '')]

@@ -49,6 +49,10 @@ COMMON_ARGUMENT_SPEC.update(
     targets=dict(type='list', elements='dict', options=TARGET_OPTIONS,
                  mutually_exclusive=[('socket', 'host'), ('socket', 'port')],
                  required_together=[('host', 'port')]),
+    # Paths and shell globs, expanded on the managed host (_targets.expand_sockets).
+    sockets=dict(type='list', elements='path'),
+    allow_empty=dict(type='bool', default=False),
+    require_balloon=dict(type='bool', default=False),
     tls_ca=dict(type='path'),
     tls_cert=dict(type='path'),
     # A path to the key file, not the key itself: nothing secret to hide from logs.
@@ -72,14 +76,21 @@ COMMON_MUTUALLY_EXCLUSIVE = [
     ('targets', 'port'),
     ('targets', 'qom_path'),
     ('targets', 'name'),
+    ('sockets', 'socket'),
+    ('sockets', 'host'),
+    ('sockets', 'port'),
+    ('sockets', 'qom_path'),
+    ('sockets', 'name'),
 ]
-# "One of socket, host, targets" (qmp) or "domain, targets, all_domains" (libvirt) is checked in
+# "One of socket, host, targets, sockets" (qmp) or "domain, targets, all_domains" (libvirt) is checked in
 # _targets, per transport; for qmp with the message AnsibleModule's required_one_of gave.
 COMMON_REQUIRED_TOGETHER = [('host', 'port'), ('tls_cert', 'tls_key')]
 COMMON_REQUIRED_BY = {'tls_cert': 'tls_ca', 'tls_server_name': 'tls_ca'}
 
 #: Options that only mean something to one transport; given to the other, they are refused.
-QMP_ONLY_OPTIONS = ('socket', 'host', 'port', 'qom_path', 'tls_ca', 'tls_cert', 'tls_key', 'tls_server_name')
+QMP_ONLY_OPTIONS = ('socket', 'host', 'port', 'qom_path', 'sockets', 'tls_ca', 'tls_cert', 'tls_key', 'tls_server_name')
+#: QMP-only options that are booleans: refused with libvirt only when true.
+QMP_ONLY_FLAGS = ('allow_empty',)
 QMP_ONLY_TARGET_OPTIONS = ('socket', 'host', 'port', 'qom_path')
 LIBVIRT_ONLY_OPTIONS = ('domain', 'all_domains', 'libvirt_uri')
 

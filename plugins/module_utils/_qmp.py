@@ -57,6 +57,9 @@ ALLOWED_COMMANDS = frozenset([
     'qom-set',
     'query-status',
     'query-name',
+    # Read-only and unstable (x-): asked only to diagnose a VM whose stats are not ok; a QEMU
+    # that lacks or refuses it gives "unknown", never a failure.
+    'x-query-virtio-status',
 ])
 
 #: The only QOM property ``qom-set`` may write.
@@ -219,6 +222,8 @@ class QMPSession(object):
         self._sock = None
         self._write_gates = []
         self.commands_sent = 0
+        #: QEMU's version from the QMP greeting (``7.2.0``), once open.
+        self.qemu_version = None
 
     def hold_writes_until(self, future):
         """Send no ``qom-set`` before ``future`` is done and succeeded (it raises its error instead).
@@ -267,6 +272,7 @@ class QMPSession(object):
                 % (self.endpoint, seconds(self.timeout), tls_hint))
         except ConnectError as exc:
             raise _map_session_error(self.endpoint, exc.exc)
+        self.qemu_version = greeting_version(self._client.greeting)
 
     async def _connect_socket(self):
         loop = asyncio.get_running_loop()
@@ -345,6 +351,15 @@ class QMPSession(object):
             sock.close()
 
 
+def greeting_version(greeting):
+    """``MAJOR.MINOR.MICRO`` from a QMP greeting (qemu.qmp's ``Greeting``), or None when it has none."""
+    try:
+        qemu = greeting.QMP.version['qemu']
+        return '%d.%d.%d' % (qemu['major'], qemu['minor'], qemu['micro'])
+    except (AttributeError, KeyError, TypeError):
+        return None
+
+
 def _describe(exc):
     text = str(exc)
     return text if text else type(exc).__name__
@@ -359,15 +374,17 @@ def _busy_queue_full(endpoint):
 def _map_connect_error(endpoint, exc):
     """Turn a failed socket connect into one plain sentence."""
     if isinstance(exc, FileNotFoundError):
-        return EndpointError('the socket %s does not exist: is the VM running, and is this its QMP socket?' % endpoint.path)
+        return EndpointError('the socket %s does not exist: is the VM running, and is this its QMP socket?' % endpoint.path,
+                             cause='socket gone')
     if isinstance(exc, PermissionError):
         return EndpointError('permission denied on %s: run the task as a user that may write to the socket '
-                             '(usually root, with become: true)' % endpoint)
+                             '(usually root, with become: true)' % endpoint, cause='permission denied')
     if isinstance(exc, ConnectionRefusedError):
         if endpoint.is_unix:
             return EndpointError('nothing is listening on %s: QEMU has exited and left a stale socket, '
-                                 'or this file is not a QMP socket' % endpoint)
-        return EndpointError('nothing is listening on %s: QEMU is not running or has no QMP monitor on that port' % endpoint)
+                                 'or this file is not a QMP socket' % endpoint, cause='not listening')
+        return EndpointError('nothing is listening on %s: QEMU is not running or has no QMP monitor on that port' % endpoint,
+                             cause='not listening')
     if isinstance(exc, OSError) and exc.errno in _BUSY_ERRNOS:
         return _busy_queue_full(endpoint)
     if isinstance(exc, OSError) and exc.errno == errno.ENOTSOCK:
@@ -379,10 +396,10 @@ def _map_session_error(endpoint, exc):
     """Turn a failure after the socket connected (greeting, negotiation) into one sentence."""
     if isinstance(exc, ssl.SSLCertVerificationError):
         return EndpointError('TLS: the certificate of %s is not trusted: %s; check tls_ca and tls_server_name'
-                             % (endpoint, exc.verify_message or _describe(exc)))
+                             % (endpoint, exc.verify_message or _describe(exc)), cause='TLS failed')
     if isinstance(exc, ssl.SSLError):
         return EndpointError('TLS handshake with %s failed (%s): check that the monitor uses TLS and that '
-                             'tls_cert/tls_key are accepted by it' % (endpoint, exc.reason or _describe(exc)))
+                             'tls_cert/tls_key are accepted by it' % (endpoint, exc.reason or _describe(exc)), cause='TLS failed')
     if isinstance(exc, EOFError) and endpoint.tls:
         return EndpointError('%s closed the TLS connection before the QMP session started: the monitor probably '
                              'requires a client certificate it accepts (tls_cert and tls_key)' % endpoint)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 
-from ansible_collections.qmp.balloon.plugins.module_utils._errors import BalloonNotFound, CommandFailed
+from ansible_collections.qmp.balloon.plugins.module_utils._errors import BalloonNotFound, CommandFailed, NoBalloonDevice
 from ansible_collections.qmp.balloon.plugins.module_utils._qmp import POLLING_PROPERTY, STATS_PROPERTY
 
 #: Where QEMU puts devices created with -device id=... and without id=.
@@ -96,7 +96,8 @@ async def locate_balloon(session, qom_path=None):
     /machine/peripheral (devices with id=), /machine/peripheral-anon, then a
     bounded walk of the tree. The caller verifies the path with :func:`verify_balloon`.
 
-    :raise BalloonNotFound: there is no balloon, or more than one candidate.
+    :raise NoBalloonDevice: there is no balloon.
+    :raise BalloonNotFound: more than one candidate.
     """
     if qom_path:
         return qom_path
@@ -113,7 +114,7 @@ async def locate_balloon(session, qom_path=None):
     if not candidates:
         candidates = await _walk_for_balloons(session, PERIPHERAL_CONTAINERS)
     if not candidates:
-        raise BalloonNotFound('no virtio-balloon device in this VM: QEMU serves guest memory statistics only '
+        raise NoBalloonDevice('no virtio-balloon device in this VM: QEMU serves guest memory statistics only '
                               'through one; add -device virtio-balloon-pci,id=balloon0 to the VM')
     if len(candidates) > 1:
         raise BalloonNotFound('found %d balloon devices (%s): set qom_path to the one to use'

@@ -27,7 +27,7 @@ from ansible_collections.qmp.balloon.plugins.module_utils._batch import (
     new_result,
     record_failure,
 )
-from ansible_collections.qmp.balloon.plugins.module_utils._errors import CommandFailed
+from ansible_collections.qmp.balloon.plugins.module_utils._errors import CommandFailed, NoBalloonDevice, QMPTimeout
 from ansible_collections.qmp.balloon.plugins.module_utils._operations import BalloonVM, DiffWords
 from ansible_collections.qmp.balloon.plugins.module_utils._options import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT
 from ansible_collections.qmp.balloon.plugins.module_utils._qmp import POLLING_PROPERTY, STATS_PROPERTY, QMPSession
@@ -83,6 +83,24 @@ async def query_status(session):
     return await session.execute('query-status')
 
 
+def virtio_backend(qom_path):
+    """The balloon's virtio device under its PCI or CCW proxy (QEMU names it ``virtio-backend``)."""
+    return qom_path if qom_path.rstrip('/').endswith('/virtio-backend') else qom_path.rstrip('/') + '/virtio-backend'
+
+
+async def read_driver(session, qom_path):
+    """x-query-virtio-status of the balloon's virtio device, as ``_stats.driver_state``; None when QEMU cannot tell.
+
+    The command is unstable (``x-``): a QEMU that lacks it (CommandNotFound), refuses it or
+    does not answer in time leaves the diagnosis unknown and the VM's result intact.
+    """
+    try:
+        answer = await session.execute('x-query-virtio-status', {'path': virtio_backend(qom_path)})
+    except (CommandFailed, QMPTimeout):
+        return None
+    return _stats.driver_state(answer)
+
+
 async def query_name(session):
     answer = await session.execute('query-name')
     return (answer or {}).get('name') or None
@@ -96,6 +114,10 @@ class QMPVM(BalloonVM):
     def __init__(self, session, qom_path):
         self.session = session
         self.qom_path = qom_path
+        self.qemu_version = session.qemu_version
+
+    async def read_driver(self):
+        return await read_driver(self.session, self.qom_path)
 
     async def read_interval(self):
         return await read_interval(self.session, self.qom_path)
@@ -140,12 +162,16 @@ async def _serve(target, operation, timeout):
         if not result['name']:
             pending.append(asyncio.ensure_future(name_vm()))
         try:
-            path = await locate_balloon(session, target.qom_path)
-            result['qom_path'] = path
-            verified = asyncio.ensure_future(verify_balloon(session, path, given=bool(target.qom_path)))
-            pending.append(verified)
-            session.hold_writes_until(verified)
-            fields = await operation(QMPVM(session, path))
+            try:
+                path = await locate_balloon(session, target.qom_path)
+            except NoBalloonDevice as exc:
+                fields = operation.without_balloon(exc, session.qemu_version)
+            else:
+                result['qom_path'] = path
+                verified = asyncio.ensure_future(verify_balloon(session, path, given=bool(target.qom_path)))
+                pending.append(verified)
+                session.hold_writes_until(verified)
+                fields = await operation(QMPVM(session, path))
         except Exception:  # pylint: disable=broad-except
             await together(*pending)
             raise

@@ -29,7 +29,15 @@ HEALTH_STALE = 'stale'
 HEALTH_NEVER_UPDATED = 'never_updated'
 HEALTH_POLLING_DISABLED = 'polling_disabled'
 HEALTH_VM_NOT_RUNNING = 'vm_not_running'
-HEALTH_STATES = (HEALTH_OK, HEALTH_STALE, HEALTH_NEVER_UPDATED, HEALTH_POLLING_DISABLED, HEALTH_VM_NOT_RUNNING)
+HEALTH_DRIVER_NOT_LOADED = 'driver_not_loaded'
+HEALTH_STATS_NOT_NEGOTIATED = 'stats_not_negotiated'
+HEALTH_NO_BALLOON = 'no_balloon_device'
+HEALTH_STATES = (HEALTH_OK, HEALTH_STALE, HEALTH_NEVER_UPDATED, HEALTH_POLLING_DISABLED, HEALTH_VM_NOT_RUNNING,
+                 HEALTH_DRIVER_NOT_LOADED, HEALTH_STATS_NOT_NEGOTIATED, HEALTH_NO_BALLOON)
+
+#: In x-query-virtio-status: the device status bit a loaded driver sets, and the feature of the stats queue.
+DRIVER_OK = 'DRIVER_OK'
+STATS_VQ_FEATURE = 'VIRTIO_BALLOON_F_STATS_VQ'
 
 
 def stat_name(qemu_name):
@@ -90,11 +98,14 @@ def is_stale(age, interval):
     return age is not None and interval is not None and interval > 0 and age > STALE_FACTOR * interval
 
 
-def health(interval, last_update, age, running):
+def health(interval, last_update, age, running, driver=None):
     """Classify one VM's stats.
 
     Order matters, the first that applies wins:
-    ``polling_disabled`` (interval 0; the last values stay readable),
+    ``polling_disabled`` (interval 0; the last values stay readable; right after a live
+    migration the data even looks fresh: QEMU migrates neither the interval nor a running timer),
+    with ``driver`` known (see :func:`driver_state`): ``driver_not_loaded`` (no DRIVER_OK in
+    the device status) and ``stats_not_negotiated`` (no stats queue),
     ``never_updated`` (the guest never answered: no driver, or still booting),
     ``vm_not_running`` (data stale because the VM is paused or stopped: its
     timer runs on the virtual clock), ``stale`` (running but no fresh data:
@@ -102,6 +113,10 @@ def health(interval, last_update, age, running):
     """
     if not interval:
         return HEALTH_POLLING_DISABLED
+    if driver is not None and not driver.get('loaded'):
+        return HEALTH_DRIVER_NOT_LOADED
+    if driver is not None and not driver.get('stats_negotiated'):
+        return HEALTH_STATS_NOT_NEGOTIATED
     if not last_update:
         return HEALTH_NEVER_UPDATED
     if is_stale(age, interval):
@@ -136,3 +151,63 @@ def describe_stats(guest_stats, interval, status, now):
         'used_memory': used,
         'used_percent': used_percent,
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# Section: diagnosis of a VM whose health is not ok
+# ---------------------------------------------------------------------------------------------
+
+def driver_state(virtio_status):
+    """``{'loaded': bool, 'stats_negotiated': bool}`` from QEMU's ``x-query-virtio-status`` answer, or None.
+
+    ``loaded``: the device status has DRIVER_OK (a guest driver set the device up).
+    ``stats_negotiated``: the guest accepted VIRTIO_BALLOON_F_STATS_VQ. Entries are QEMU's
+    ``NAME: description`` strings; an answer without ``status`` is not understood (None).
+    """
+    if not isinstance(virtio_status, dict) or not isinstance(virtio_status.get('status'), dict):
+        return None
+    statuses = virtio_status['status'].get('statuses') or []
+    features = (virtio_status.get('guest-features') or {}).get('dev-features') or []
+    return {
+        'loaded': any(DRIVER_OK in str(entry) for entry in statuses),
+        'stats_negotiated': any(str(entry).startswith(STATS_VQ_FEATURE) for entry in features),
+    }
+
+
+def advice(health_value, status, driver, last_update):
+    """One sentence of what to do for a VM whose health is ``health_value`` (None for ``ok``)."""
+    vm_status = (status or {}).get('status') or 'not running'
+    paused = '' if (status or {}).get('running') else '; the VM is %s: resume it (cont) first' % vm_status
+    if health_value == HEALTH_POLLING_DISABLED:
+        shown = (' (the values shown are the last the guest sent before, not refreshed although last_update may look recent)'
+                 if last_update else '')
+        return ('polling is off (interval 0): set the interval with qmp.balloon.balloon_stats_polling; QEMU keeps '
+                'neither the interval nor a running timer across a live migration or a restart, so re-apply it '
+                'after one%s' % shown)
+    if health_value == HEALTH_DRIVER_NOT_LOADED:
+        return ('the guest has no virtio-balloon driver loaded: load it (modprobe virtio_balloon on Linux; install the '
+                'virtio-win Balloon driver on Windows), or wait if the guest is still booting%s' % paused)
+    if health_value == HEALTH_STATS_NOT_NEGOTIATED:
+        return ("the guest's balloon driver is loaded but did not accept the stats queue (VIRTIO_BALLOON_F_STATS_VQ): "
+                'update the guest kernel or virtio-win driver')
+    if health_value == HEALTH_NEVER_UPDATED:
+        known = 'the guest driver is loaded but ' if driver else ''
+        return ('%sthe guest never sent stats: on Windows start the Balloon service (virtio-win blnsvr); a Linux guest '
+                'sends them once virtio_balloon loads, so wait if it is booting, else re-arm with '
+                'qmp.balloon.balloon_stats_polling rearm: always%s' % (known, paused))
+    if health_value == HEALTH_STALE:
+        return ('the VM runs but the guest stopped answering and the stats timer stalled: re-arm it with '
+                'qmp.balloon.balloon_stats_polling rearm: stale')
+    if health_value == HEALTH_VM_NOT_RUNNING:
+        return 'the VM is %s and its stats timer runs only while it runs: resume it (cont) for fresh data' % vm_status
+    return None
+
+
+def diagnose(fields, status, driver):
+    """The fields a VM whose health is not ``ok`` gets: ``health`` refined by ``driver``, ``driver``, ``advice``.
+
+    ``fields`` are :func:`describe_stats`' of the VM; ``driver`` is :func:`driver_state`'s
+    answer or None (unknown: the health stays what the stats alone say).
+    """
+    refined = health(fields['polling_interval'], fields['last_update'], fields['age'], bool((status or {}).get('running')), driver)
+    return {'health': refined, 'driver': driver, 'advice': advice(refined, status, driver, fields['last_update'])}

@@ -16,6 +16,7 @@ transport's reader: :class:`_QMPInput` (socket or host and port, TLS) or
 
 from __future__ import annotations
 
+import glob
 import math
 import os
 import stat
@@ -24,6 +25,7 @@ from ansible_collections.qmp.balloon.plugins.module_utils._libvirt_executor impo
 from ansible_collections.qmp.balloon.plugins.module_utils._options import (
     LIBVIRT_ONLY_OPTIONS,
     MAX_TIMEOUT,
+    QMP_ONLY_FLAGS,
     QMP_ONLY_OPTIONS,
     QMP_ONLY_TARGET_OPTIONS,
     TRANSPORT_LIBVIRT,
@@ -94,6 +96,20 @@ def _check_name(name, prefix, label, names, errors, fallback):
         names[name] = label
 
 
+def targets_as_strings(params):
+    """One sentence when ``targets`` holds strings instead of dicts (``targets: [/run/vm1.qmp]``), else None."""
+    entries = (params or {}).get('targets')
+    if not isinstance(entries, list):
+        return None
+    for index, entry in enumerate(entries):
+        # core reads 'socket=/run/vm1.qmp' or a JSON object as a dict itself
+        if isinstance(entry, str) and '=' not in entry and not entry.lstrip().startswith('{'):
+            return ('targets[%d] is the string %r, but each entry of targets is a dict: write targets: [{socket: %s}] '
+                    '(or host and port, or with transport libvirt domain), or give paths and globs as sockets: [%s]'
+                    % (index, entry, entry, entry))
+    return None
+
+
 def _check_batch_options(params, errors):
     if math.isnan(params['timeout']) or params['timeout'] <= 0:
         errors.append('timeout must be greater than 0 seconds, got %s' % params['timeout'])
@@ -101,6 +117,74 @@ def _check_batch_options(params, errors):
         errors.append('timeout must be at most %d seconds, got %s' % (MAX_TIMEOUT, params['timeout']))
     if params['concurrency'] < 1:
         errors.append('concurrency must be at least 1, got %s' % params['concurrency'])
+
+
+# ---------------------------------------------------------------------------------------------
+# Section: sockets, paths and globs expanded on the managed host
+# ---------------------------------------------------------------------------------------------
+
+def _socket_node(path):
+    """``(device, inode)`` of a socket, or None when ``path`` is not one (or cannot be read)."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return (status.st_dev, status.st_ino) if stat.S_ISSOCK(status.st_mode) else None
+
+
+def _fixed_directory(pattern):
+    """The longest leading directory of ``pattern`` without wildcards."""
+    directory = os.path.dirname(pattern)
+    while glob.has_magic(directory):
+        directory = os.path.dirname(directory)
+    return directory
+
+
+def _no_match(label, pattern):
+    """One sentence for a glob that matched no socket: why, and the way to accept it."""
+    directory = _fixed_directory(pattern)
+    accept = 'set allow_empty: true to accept a glob that matches nothing'
+    if not os.path.isdir(directory):
+        return '%s: %s matches nothing: the directory %s does not exist on this host; %s' % (label, pattern, directory, accept)
+    if not os.access(directory, os.R_OK | os.X_OK):
+        return ('%s: permission denied listing %s: run as a user that may read it (usually root, with become: true)'
+                % (label, directory))
+    others = len(glob.glob(pattern))
+    if others:
+        return '%s: %s matches %d file%s but no socket; %s' % (label, pattern, others, '' if others == 1 else 's', accept)
+    return '%s: no socket matches %s on this host; %s' % (label, pattern, accept)
+
+
+def expand_sockets(patterns, allow_empty, errors):
+    """``[(label, path)]``: the sockets ``sockets`` names, each entry's matches sorted by path.
+
+    A plain path is taken as given (checked like ``socket``); a shell glob keeps only the
+    sockets it matches (a Proxmox directory also holds ``.pid`` files). A glob that matches no
+    socket is an error unless ``allow_empty``. Each socket comes once, told apart by device and
+    inode, so ``/var/run/x/*.qmp`` and ``/run/x/*.qmp`` (a symlinked directory) are one VM each.
+    """
+    found = []
+    seen = set()
+    for index, pattern in enumerate(patterns):
+        label = 'sockets[%d]' % index
+        if not pattern or not os.path.isabs(pattern):
+            errors.append('%s must be an absolute path or shell glob (like /var/run/qemu-server/*.qmp), got %r' % (label, pattern))
+            continue
+        if not glob.has_magic(pattern):
+            node = _socket_node(pattern)
+            if node not in seen or node is None:
+                found.append((label, pattern))
+            seen.add(node)
+            continue
+        matches = [path for path in sorted(glob.glob(pattern)) if _socket_node(path) is not None]
+        if not matches and not allow_empty:
+            errors.append(_no_match(label, pattern))
+        for path in matches:
+            node = _socket_node(path)
+            if node not in seen:
+                seen.add(node)
+                found.append((label, path))
+    return found
 
 
 # ---------------------------------------------------------------------------------------------
@@ -122,7 +206,7 @@ class _QMPInput(object):
 
     def single(self):
         # targets: [] (say, an empty inventory group) is a batch of no VMs, not a single-VM call.
-        return self.params['targets'] is None
+        return self.params['targets'] is None and self.params['sockets'] is None
 
     def check_options(self, errors):
         """Refuse the libvirt options by name, then require socket, host or targets (both fail at once); TLS files."""
@@ -136,8 +220,8 @@ class _QMPInput(object):
         if refused:
             raise InputError(invalid_input(refused))
         # The messages AnsibleModule's required_one_of gave before transport libvirt existed.
-        if all(params[option] is None for option in ('socket', 'host', 'targets')):
-            raise InputError('one of the following is required: socket, host, targets')
+        if all(params[option] is None for option in ('socket', 'host', 'targets', 'sockets')):
+            raise InputError('one of the following is required: socket, host, targets, sockets')
         if any(entry.get('socket') is None and entry.get('host') is None for entry in params['targets'] or []):
             raise InputError('one of the following is required: socket, host found in targets')
         self.tls = self._tls_settings(errors)
@@ -166,7 +250,8 @@ class _QMPInput(object):
     def target(self, entry, label, prefix, errors):
         """``(Target, key)`` of one entry (the key tells one monitor from another), or None when it cannot be reached."""
         if entry.get('socket') is not None:
-            error = check_socket_path(entry['socket'], prefix + 'socket')
+            # an entry found through sockets is named by its sockets[N]
+            error = check_socket_path(entry['socket'], label if label and label.startswith('sockets[') else prefix + 'socket')
             endpoint = Endpoint(path=entry['socket'])
         else:
             error = check_tcp(entry.get('host'), entry.get('port'), label)
@@ -195,6 +280,9 @@ class _LibvirtInput(object):
         return self.params['domain'] is not None
 
     def check_options(self, errors):
+        for option in QMP_ONLY_FLAGS:
+            if self.params[option]:
+                errors.append('%s applies to transport qmp only (with sockets)' % option)
         for option in QMP_ONLY_OPTIONS:
             if self.params[option] is None:
                 continue
@@ -236,6 +324,13 @@ class _LibvirtInput(object):
 # Section: the one loop
 # ---------------------------------------------------------------------------------------------
 
+def _sockets_entries(params, explicit, errors):
+    """The entries of the sockets ``sockets`` names, after the explicit ``targets``; a socket given in both counts once, there."""
+    given = set(_socket_node(entry['socket']) for _label, entry in explicit if entry.get('socket'))
+    return [(label, {'socket': path}) for label, path in expand_sockets(params['sockets'], params['allow_empty'], errors)
+            if _socket_node(path) is None or _socket_node(path) not in given]
+
+
 def build(params, libvirt_only=LIBVIRT_ONLY_OPTIONS):
     """The :class:`Selection` of the task, checked before any VM is touched.
 
@@ -255,6 +350,8 @@ def build(params, libvirt_only=LIBVIRT_ONLY_OPTIONS):
         entries = [(None, params)]
     else:
         entries = [('targets[%d]' % index, entry) for index, entry in enumerate(params['targets'] or [])]
+    if not libvirt and params['sockets'] is not None:
+        entries.extend(_sockets_entries(params, entries, errors))
     targets = []
     names = {}
     keys = {}

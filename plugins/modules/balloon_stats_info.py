@@ -155,10 +155,39 @@ vms:
         - V(vm_not_running) - the data is older than 3 intervals because the VM is not running (its timer is paused).
         - V(stale) - the VM runs but the data is older than 3 intervals; the timer is stalled, re-arm it with
           M(qmp.balloon.balloon_stats_polling) O(qmp.balloon.balloon_stats_polling#module:rearm=stale).
+        - "V(driver_not_loaded) - QEMU says no guest driver set the balloon up (no C(DRIVER_OK) in the device status): no
+          C(virtio_balloon) module in a Linux guest, no virtio-win Balloon driver in Windows, a guest still booting, or a VM
+          without an OS. From RV(vms[].driver); takes precedence over V(never_updated), V(stale) and V(vm_not_running)."
+        - V(stats_not_negotiated) - the driver is loaded but did not accept the stats queue (C(VIRTIO_BALLOON_F_STATS_VQ)).
+        - "V(no_balloon_device) - the VM has no virtio-balloon device (Proxmox VE C(balloon: 0)); no RV(vms[].stats).
+          With O(require_balloon=true) the VM fails instead."
         - V(ok) - fresh data.
+        - Right after a live migration the destination has polling off (QEMU migrates neither the interval nor a running
+          timer) while RV(vms[].last_update) is the migration time - V(polling_disabled), with the advice to re-apply it.
       type: str
       returned: success
       sample: ok
+    driver:
+      description:
+        - For a VM whose RV(vms[].health) is not V(ok), what QEMU's C(x-query-virtio-status) of the balloon says of the guest
+          driver - C(loaded) (C(DRIVER_OK) in the device status) and C(stats_negotiated) (C(VIRTIO_BALLOON_F_STATS_VQ)
+          accepted).
+        - V(null) when unknown - a QEMU without the command (it is unstable, C(x-); QEMU 7.2 has it) or one that refuses it,
+          and always with O(transport=libvirt) (libvirt offers no such call without C(qemu-monitor-command), which taints the
+          domain). Never fails the VM.
+      type: dict
+      returned: success, health not ok
+      sample: {"loaded": false, "stats_negotiated": false}
+    advice:
+      description: For a VM whose RV(vms[].health) is not V(ok), one sentence of what to do.
+      type: str
+      returned: success, health not ok
+      sample: "the guest has no virtio-balloon driver loaded: load it (modprobe virtio_balloon on Linux; ...)"
+    qemu_version:
+      description: QEMU's version from the QMP greeting (C(MAJOR.MINOR.MICRO)); V(null) with O(transport=libvirt).
+      type: str
+      returned: success
+      sample: 7.2.0
     used_memory:
       description: C(total_memory) minus C(free_memory) of RV(vms[].stats), in bytes; V(null) unless both are known.
       type: int
@@ -211,7 +240,7 @@ from ansible_collections.qmp.balloon.plugins.module_utils._operations import Inf
 
 def main():
     client = BalloonModule({})
-    results = client.run(InfoOperation())
+    results = client.run(InfoOperation(require_balloon=client.params['require_balloon']))
     client.exit(results, changed=False)
 
 

@@ -163,6 +163,17 @@ vms:
       description: Whether a stalled timer was (or would be) re-armed by writing 0 then the interval.
       type: bool
       returned: success
+    skipped:
+      description:
+        - V(true) for a VM without a virtio-balloon device (nothing to configure); the others are configured.
+        - With O(require_balloon=true) such a VM fails instead. For a single VM, the task shows as skipped.
+      type: bool
+      returned: when the VM has no balloon device
+      sample: true
+    skip_reason:
+      description: Why the VM was skipped, and how to give it a balloon.
+      type: str
+      returned: when the VM has no balloon device
     age:
       description: Seconds since the guest's last update, when O(rearm=stale) had to look at it; null when it never answered.
       type: int
@@ -240,7 +251,8 @@ def main():
     error = check_interval(params['interval'])
     if error:
         client.refuse([error])
-    operation = PollingOperation(params['interval'], params['rearm'], params['persistent'], client.check_mode)
+    operation = PollingOperation(params['interval'], params['rearm'], params['persistent'], client.check_mode,
+                                 require_balloon=params['require_balloon'])
     results = client.run(operation)
     changed = any(result.get('changed') for result in results)
     client.exit(results, changed=changed, diff=polling_diff(results, client.executor.diff_words, params['persistent']))

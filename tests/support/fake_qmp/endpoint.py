@@ -398,6 +398,35 @@ class Endpoint:
             raise QMPError("DeviceNotFound", "Device '%s' not found" % path)
         return node
 
+    def _cmd_x_query_virtio_status(self, arguments: Dict[str, Any], reply: Reply) -> Any:
+        """QEMU 7.2's answer for the balloon's virtio-backend (measured; the fields the collection reads, and a few more)."""
+        if self.vm.virtio_status == "missing":
+            raise QMPError("CommandNotFound", "The command x-query-virtio-status has not been found")
+        path = arguments["path"]
+        node = resolve_path(tree_for(self.vm), path)
+        if self.vm.virtio_status == "refused" or node is None or node.role != "balloon-backend":
+            raise generic_error("Path %s is not a VirtIODevice" % path)
+        loaded = self.vm.has_guest_driver
+        statuses = ["VIRTIO_CONFIG_S_ACKNOWLEDGE: Valid virtio device found",
+                    "VIRTIO_CONFIG_S_DRIVER: Guest OS compatible with device",
+                    "VIRTIO_CONFIG_S_FEATURES_OK: Feature negotiation complete",
+                    "VIRTIO_CONFIG_S_DRIVER_OK: Driver setup and ready"] if loaded else []
+        host_features = ["VIRTIO_BALLOON_F_PAGE_POISON: Guest is able to use the page poison feature",
+                         "VIRTIO_BALLOON_F_STATS_VQ: Guest memory stats VQ available"]
+        guest_features = []
+        if loaded:
+            guest_features = [host_features[0]] + ([host_features[1]] if self.vm.stats_vq else [])
+        return {
+            "name": "virtio-balloon", "device-id": 5, "vhost-started": False, "device-endian": "little",
+            "status": {"statuses": statuses, "unknown-statuses": 0},
+            "guest-features": {"dev-features": guest_features, "transports": []},
+            "host-features": {"dev-features": host_features, "transports": []},
+            "backend-features": {"dev-features": [], "transports": []},
+            "num-vqs": 3, "queue-sel": 0, "isr": 0, "config-vector": 0, "broken": False, "disabled": False,
+            "use-guest-notifier-mask": False, "disable-legacy-check": False, "started": loaded, "start-on-kick": False,
+            "vm-running": self.vm.running,
+        }
+
     def _cmd_qom_list(self, arguments: Dict[str, Any], reply: Reply) -> Any:
         node = self._lookup(arguments["path"])
         return [{"name": name, "type": ptype} for name, ptype in node.props]

@@ -54,6 +54,12 @@ class VMModel:
     balloon_type: str = "virtio-balloon-pci"
     balloon_actual: Optional[int] = None
     guest_driver: Optional[bool] = None
+    #: The guest driver accepted VIRTIO_BALLOON_F_STATS_VQ (QEMU 7.2 with a Linux guest always shows
+    #: it accepted; False models a driver without the stats queue, which no guest here can show).
+    stats_vq: bool = True
+    #: How x-query-virtio-status answers: ``ok`` (QEMU >= 7.1), ``missing`` (CommandNotFound, older
+    #: QEMU) or ``refused`` (a GenericError, as for a path that is not a virtio device).
+    virtio_status: str = "ok"
     stats_mode: str = "never"
     stats: Dict[str, int] = field(default_factory=dict)
     last_update: int = 0

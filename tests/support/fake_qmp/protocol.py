@@ -25,6 +25,7 @@ SCHEMAS: Dict[str, Sequence[Tuple[str, str, bool]]] = {
     "qom-set": (("path", "str", True), ("property", "str", True), ("value", "any", True)),
     "balloon": (("value", "int", True),),
     "stop": (), "cont": (), "quit": (),
+    "x-query-virtio-status": (("path", "str", True),),
 }
 
 

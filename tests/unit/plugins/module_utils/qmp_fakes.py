@@ -74,7 +74,8 @@ def freeze_engine_time(monkeypatch, clock):
 # ---------------------------------------------------------------------------------------------
 
 #: The allow-list as documented (README, docs/design.md), written here independently of the code under test.
-DOCUMENTED_COMMANDS = frozenset(['qmp_capabilities', 'qom-list', 'qom-get', 'qom-set', 'query-status', 'query-name'])
+DOCUMENTED_COMMANDS = frozenset(['qmp_capabilities', 'qom-list', 'qom-get', 'qom-set', 'query-status', 'query-name',
+                                 'x-query-virtio-status'])
 DOCUMENTED_WRITABLE = 'guest-stats-polling-interval'
 
 
@@ -203,12 +204,13 @@ def run_batch(targets, operation, **kwargs):
         return _qmp_executor.run_batch(targets, operation, **kwargs)
 
 
-def info(targets, **kwargs):
-    return run_batch(targets, _operations.InfoOperation(), **kwargs)
+def info(targets, require_balloon=False, **kwargs):
+    return run_batch(targets, _operations.InfoOperation(require_balloon=require_balloon), **kwargs)
 
 
-def polling(targets, interval, rearm=_operations.REARM_NEVER, check_mode=False, **kwargs):
-    return run_batch(targets, _operations.PollingOperation(interval, rearm, check_mode=check_mode), **kwargs)
+def polling(targets, interval, rearm=_operations.REARM_NEVER, check_mode=False, require_balloon=False, **kwargs):
+    return run_batch(targets, _operations.PollingOperation(interval, rearm, check_mode=check_mode, require_balloon=require_balloon),
+                     **kwargs)
 
 
 def expected_stats(raw):

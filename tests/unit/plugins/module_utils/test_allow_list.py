@@ -43,7 +43,7 @@ async def _execute(session, command, arguments):
 def test_allow_list_is_exactly_the_documented_set():
     assert _qmp.ALLOWED_COMMANDS == frozenset([
         'qmp_capabilities', 'qom-list', 'qom-get', 'qom-set',
-        'query-status', 'query-name'])
+        'query-status', 'query-name', 'x-query-virtio-status'])
     assert _qmp.WRITABLE_PROPERTIES == frozenset(['guest-stats-polling-interval'])
 
 
@@ -113,6 +113,7 @@ def test_refused_before_anything_is_written(command, arguments):
     ('qom-set', {'path': 'balloon0', 'property': 'guest-stats-polling-interval', 'value': 5}),
     ('query-status', None),
     ('query-name', None),
+    ('x-query-virtio-status', {'path': '/machine/peripheral/balloon0/virtio-backend'}),
 ])
 def test_allowed_commands_reach_the_client(command, arguments):
     client = RecordingClient()

@@ -185,7 +185,7 @@ def test_info_failures_are_one_sentence_per_vm(hypervisor):
     hypervisor.add('noballoon', balloon='none')
     hypervisor.add('off', state=5, persistent=True)
     result = info({'targets': [{'domain': 'ok'}, {'domain': 'noballoon'}, {'domain': 'off'}, {'domain': 'ghost'}],
-                   'fail_on_error': False})
+                   'fail_on_error': False, 'require_balloon': True})
     assert result['failed'] is False
     expected = {
         'noballoon': "has no balloon device (memballoon model='none')",
@@ -291,11 +291,12 @@ def test_polling_failures(hypervisor):
     hypervisor.add('noballoon', balloon='none')
     hypervisor.add('off', state=5, persistent=True)
     hypervisor.add('cfgnone', persistent=True, balloon='virtio')
-    result = polling({'targets': [{'domain': 'noballoon'}, {'domain': 'off'}], 'interval': 5, 'fail_on_error': False})
+    result = polling({'targets': [{'domain': 'noballoon'}, {'domain': 'off'}], 'interval': 5, 'fail_on_error': False,
+                      'require_balloon': True})
     assert "has no balloon device (memballoon model='none')" in vm(result, 'noballoon')['msg']
     assert 'shut off' in vm(result, 'off')['msg'] and 'persistent: true' in vm(result, 'off')['msg']
     assert 'setMemoryStatsPeriod' not in hypervisor.methods()
-    failed = polling({'targets': [{'domain': 'noballoon'}, {'domain': 'cfgnone'}], 'interval': 5})
+    failed = polling({'targets': [{'domain': 'noballoon'}, {'domain': 'cfgnone'}], 'interval': 5, 'require_balloon': True})
     assert failed['failed'] is True and failed['msg'].startswith('1 of 2 VMs failed: noballoon (libvirt:qemu:///system/noballoon): ')
 
 
@@ -503,7 +504,7 @@ def test_missing_libvirt_python_only_matters_for_transport_libvirt(monkeypatch):
 
 
 def test_qmp_required_one_of_messages_are_unchanged():
-    assert run_module(balloon_stats_info, {})['msg'] == 'one of the following is required: socket, host, targets'
+    assert run_module(balloon_stats_info, {})['msg'] == 'one of the following is required: socket, host, targets, sockets'
     assert (run_module(balloon_stats_info, {'targets': [{'name': 'x'}]})['msg']
             == 'one of the following is required: socket, host found in targets')
     assert _options.TRANSPORT_QMP == 'qmp'

@@ -113,3 +113,80 @@ def test_describe_stats_old_qemu_never_updated():
     assert record['age'] is None
     assert record['health'] == 'never_updated'
     assert record['vm_status'] == 'paused'
+
+
+#: A guest-stats reply of QEMU 9.2 with a Linux 6.12+ guest: the ten classic stats and the six new ones,
+#: in QEMU's tag order (balloon_stat_names), with values of the units documented in docs/stats.md.
+QEMU_9_2_REPLY = {
+    'stats': {
+        'stat-swap-in': 4096, 'stat-swap-out': 8192, 'stat-major-faults': 1201, 'stat-minor-faults': 2451021,
+        'stat-free-memory': 84869120, 'stat-total-memory': 231706624, 'stat-available-memory': 160653312,
+        'stat-disk-caches': 70000640, 'stat-htlb-pgalloc': 0, 'stat-htlb-pgfail': 0,
+        'stat-oom-kills': 2, 'stat-alloc-stalls': 17, 'stat-async-scans': 123456, 'stat-direct-scans': 2345,
+        'stat-async-reclaims': 100000, 'stat-direct-reclaims': 2000,
+    },
+    'last-update': 1700000000,
+}
+
+
+def test_a_qemu_9_2_reply_with_all_sixteen_stats_passes_through():
+    fields = _stats.describe_stats(QEMU_9_2_REPLY, 10, {'status': 'running', 'running': True}, 1700000002)
+    assert len(fields['stats']) == 16 and fields['unsupported'] == []
+    assert fields['stats']['oom_kills'] == 2 and fields['stats']['alloc_stalls'] == 17
+    assert fields['stats']['async_scans'] == 123456 and fields['stats']['direct_reclaims'] == 2000
+    assert fields['health'] == 'ok' and fields['used_memory'] == 231706624 - 84869120
+
+
+def test_a_qemu_9_2_reply_from_an_older_guest_lists_the_new_stats_unsupported():
+    raw = dict(QEMU_9_2_REPLY['stats'])
+    for name in ('stat-oom-kills', 'stat-alloc-stalls', 'stat-async-scans', 'stat-direct-scans', 'stat-async-reclaims',
+                 'stat-direct-reclaims'):
+        raw[name] = U64_UNSET
+    stats, unsupported = _stats.normalise_stats(raw)
+    assert unsupported == ['alloc_stalls', 'async_reclaims', 'async_scans', 'direct_reclaims', 'direct_scans', 'oom_kills']
+    assert stats['free_memory'] == 84869120
+
+
+#: x-query-virtio-status of QEMU 7.2 (measured): no guest driver, and a Linux guest with virtio_balloon loaded.
+NO_DRIVER = {'status': {'statuses': []}, 'guest-features': {'dev-features': []},
+             'host-features': {'dev-features': ['VIRTIO_BALLOON_F_PAGE_POISON: Guest is able to use the page poison feature',
+                                                'VIRTIO_BALLOON_F_STATS_VQ: Guest memory stats VQ available']}}
+LOADED = {'status': {'statuses': ['VIRTIO_CONFIG_S_ACKNOWLEDGE: Valid virtio device found',
+                                  'VIRTIO_CONFIG_S_DRIVER: Guest OS compatible with device',
+                                  'VIRTIO_CONFIG_S_FEATURES_OK: Feature negotiation complete',
+                                  'VIRTIO_CONFIG_S_DRIVER_OK: Driver setup and ready']},
+          'guest-features': {'dev-features': ['VIRTIO_BALLOON_F_STATS_VQ: Guest memory stats VQ available']}}
+
+
+@pytest.mark.parametrize('answer, expected', [
+    (NO_DRIVER, {'loaded': False, 'stats_negotiated': False}),
+    (LOADED, {'loaded': True, 'stats_negotiated': True}),
+    (dict(LOADED, **{'guest-features': {'dev-features': []}}), {'loaded': True, 'stats_negotiated': False}),
+    ({}, None),
+    (None, None),
+    ({'status': 'weird'}, None),
+])
+def test_driver_state(answer, expected):
+    assert _stats.driver_state(answer) == expected
+
+
+@pytest.mark.parametrize('interval, last_update, age, running, driver, expected', [
+    (0, 5, 1, True, {'loaded': True, 'stats_negotiated': True}, 'polling_disabled'),   # after a live migration
+    (0, 0, None, True, {'loaded': False, 'stats_negotiated': False}, 'polling_disabled'),
+    (10, 0, None, True, {'loaded': False, 'stats_negotiated': False}, 'driver_not_loaded'),
+    (10, 100, 900, True, {'loaded': False, 'stats_negotiated': False}, 'driver_not_loaded'),  # unloaded after boot
+    (10, 0, None, True, {'loaded': True, 'stats_negotiated': False}, 'stats_not_negotiated'),
+    (10, 0, None, True, {'loaded': True, 'stats_negotiated': True}, 'never_updated'),
+    (10, 100, 900, True, {'loaded': True, 'stats_negotiated': True}, 'stale'),
+    (10, 100, 900, False, {'loaded': True, 'stats_negotiated': True}, 'vm_not_running'),
+    (10, 0, None, True, None, 'never_updated'),
+])
+def test_health_with_the_driver(interval, last_update, age, running, driver, expected):
+    assert _stats.health(interval, last_update, age, running, driver) == expected
+
+
+@pytest.mark.parametrize('health', [value for value in _stats.HEALTH_STATES if value not in ('ok', 'no_balloon_device')])
+def test_every_health_but_ok_has_advice(health):
+    text = _stats.advice(health, {'status': 'running', 'running': True}, None, 0)
+    assert text and '\n' not in text
+    assert _stats.advice('ok', {}, None, 0) is None

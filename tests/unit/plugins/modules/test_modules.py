@@ -94,7 +94,7 @@ COMMON_INVALID = [
                  id='targets-and-qom-path'),
     pytest.param({'targets': [{'socket': '{sock}'}], 'name': 'x'}, 'parameters are mutually exclusive: targets|name', 'name',
                  id='targets-and-name'),
-    pytest.param({}, 'one of the following is required: socket, host, targets', 'socket', id='no-target'),
+    pytest.param({}, 'one of the following is required: socket, host, targets, sockets', 'socket', id='no-target'),
     pytest.param({'targets': [{'name': 'a', 'socket': '{sock}'}, {'name': 'a', 'socket': '{sock2}'}]},
                  "targets[1].name: duplicate name 'a' (also in targets[0])", 'name', id='duplicate-names'),
     pytest.param({'targets': [{'socket': '{sock}'}, {'socket': '{sock2}'}, {'socket': '{sock}'}]},
@@ -344,7 +344,8 @@ def test_fail_on_error(fleets, places, module, fail_on_error):
     healthy = fleets.fleet_of([static_vm('ok1'), static_vm('ok2')])
     nob = fleets.fleet_of([VMModel(name='nob', balloon='none')])
     targets = [{'socket': healthy[0].path}, {'socket': values['dead']}, {'socket': nob[0].path}, {'socket': healthy[1].path}]
-    args = {'targets': targets, 'fail_on_error': fail_on_error, 'timeout': 20}
+    # require_balloon: nob fails (without it, a VM without a balloon is a state: test_absent_balloon_is_a_state)
+    args = {'targets': targets, 'fail_on_error': fail_on_error, 'timeout': 20, 'require_balloon': True}
     if module == 'polling':
         args['interval'] = 6
     result = run_module(MODULES[module], args)
@@ -357,7 +358,9 @@ def test_fail_on_error(fleets, places, module, fail_on_error):
         assert result['changed'] is True
     if fail_on_error:
         assert result['failed'] is True
-        assert result['msg'] == '2 of 4 VMs failed: %s; %s' % (result['vms'][1]['msg'], result['vms'][2]['msg'])
+        # grouped by cause; the full sentences stay in vms
+        assert result['msg'] == '2 of 4 VMs failed: 1 not listening (dead), 1 no balloon device (nob)'
+        assert all('_cause' not in vm for vm in result['vms'])
         assert result['warnings'] == []
     else:
         assert result['failed'] is False and 'msg' not in result

@@ -1,0 +1,269 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) qmp.balloon contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Issue 13 through main(): ``sockets`` (paths and globs), an absent balloon as a state,
+failures grouped by cause, ``targets`` given as strings, and the diagnosis of a VM whose
+health is not ok (``driver``, ``advice``, ``qemu_version``), against the fake QEMU.
+
+Health values that QEMU 7.2 with the guests here cannot show (``stats_not_negotiated``, a
+QEMU without ``x-query-virtio-status``) come from the fake and say so in the test's name.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+
+import pytest
+
+from ansible_collections.qmp.balloon.plugins.module_utils import _batch
+from ansible_collections.qmp.balloon.plugins.modules import balloon_stats_info, balloon_stats_polling
+from ansible_collections.qmp.balloon.tests.unit.plugins.module_utils import qmp_fakes
+from ansible_collections.qmp.balloon.tests.unit.plugins.module_utils.qmp_fakes import NOW, VMModel, run_module
+
+INVALID = 'Invalid input, no VM was touched: '
+
+
+def static(name, age=5, interval=10, **kwargs):
+    return VMModel(name=name, stats_mode='static', interval=interval, last_update=NOW - age, **kwargs)
+
+
+@pytest.fixture
+def vm_dir(fleets):
+    """A directory holding three fake VMs' sockets, a .pid file, and a symlink to itself (like /var/run -> /run)."""
+    fleet = fleets.fleet_of([static('a'), static('b'), static('c')], names=['100', '101', '102'])
+    directory = os.path.dirname(fleet[0].path)
+    with open(os.path.join(directory, '100.pid'), 'w') as handle:
+        handle.write('1\n')
+    link = tempfile.mkdtemp(prefix='qb-') + '/run'
+    os.symlink(directory, link)
+    yield directory, link, fleet
+    shutil.rmtree(os.path.dirname(link), ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# sockets
+# ---------------------------------------------------------------------------------------------
+
+def test_a_glob_reads_every_socket_of_a_directory_once(vm_dir):
+    directory, link, _fleet = vm_dir
+    result = run_module(balloon_stats_info, {'sockets': [link + '/*', directory + '/*.qmp']})
+    assert result['failed'] is False, result.get('msg')
+    # the .pid file is not a socket; the symlinked directory names the same sockets (device + inode)
+    assert [vm['name'] for vm in result['vms']] == ['a', 'b', 'c']
+    assert [vm['endpoint'] for vm in result['vms']] == ['unix:%s/%s.qmp' % (link, name) for name in ('100', '101', '102')]
+    assert 'stats' not in result, 'sockets is a batch, even of one VM'
+
+
+def test_sockets_follow_explicit_targets_and_skip_them(vm_dir):
+    directory, _link, _fleet = vm_dir
+    result = run_module(balloon_stats_polling, {'targets': [{'name': 'first', 'socket': directory + '/101.qmp'}],
+                                                'sockets': [directory + '/1*.qmp', directory + '/100.qmp'], 'interval': 10})
+    assert result['failed'] is False, result.get('msg')
+    assert [vm['name'] for vm in result['vms']] == ['first', 'a', 'c']
+
+
+@pytest.mark.parametrize('pattern, expected', [
+    ('/nonexistent-qb/*.qmp', r"sockets\[0\]: /nonexistent-qb/\*.qmp matches nothing: the directory /nonexistent-qb does not exist "
+                              r"on this host; set allow_empty: true to accept a glob that matches nothing$"),
+    ('{dir}/*.none', r'sockets\[0\]: no socket matches .*/\*.none on this host; set allow_empty: true'),
+    ('{dir}/*.pid', r'sockets\[0\]: .*/\*.pid matches 1 file but no socket; set allow_empty: true'),
+    ('relative/*.qmp', r"sockets\[0\] must be an absolute path or shell glob \(like /var/run/qemu-server/\*.qmp\), got 'relative/\*.qmp'"),
+    ('{dir}/missing.qmp', r'sockets\[0\]: .*/missing.qmp does not exist \(is the VM running\?\)'),
+])
+def test_a_glob_that_matches_nothing_fails_with_one_sentence(vm_dir, pattern, expected):
+    directory = vm_dir[0]
+    result = run_module(balloon_stats_info, {'sockets': [pattern.replace('{dir}', directory)]})
+    assert result['failed'] is True
+    assert result['msg'].startswith(INVALID) and qmp_fakes.matches(expected, result['msg'][len(INVALID):]), result['msg']
+    assert 'vms' not in result
+
+
+def test_allow_empty_accepts_a_glob_that_matches_nothing(vm_dir):
+    result = run_module(balloon_stats_info, {'sockets': ['/nonexistent-qb/*.qmp'], 'allow_empty': True})
+    assert result['failed'] is False and result['vms'] == []
+
+
+@pytest.mark.parametrize('args, expected', [
+    ({'sockets': ['/run/*.qmp'], 'socket': '/run/x.qmp'}, 'parameters are mutually exclusive: sockets|socket'),
+    ({'sockets': ['/run/*.qmp'], 'transport': 'libvirt'}, 'sockets applies to transport qmp only'),
+    ({'domain': 'x', 'allow_empty': True, 'transport': 'libvirt'}, 'allow_empty applies to transport qmp only'),
+])
+def test_sockets_refused_where_it_means_nothing(monkeypatch, args, expected):
+    from ansible_collections.qmp.balloon.tests.unit.plugins.module_utils import libvirt_fakes
+    libvirt_fakes.install(monkeypatch, libvirt_fakes.Hypervisor())
+    result = run_module(balloon_stats_info, args)
+    assert result['failed'] is True and expected in result['msg'], result['msg']
+
+
+def test_targets_given_as_strings_get_the_right_form():
+    result = run_module(balloon_stats_info, {'targets': ['/run/vm1.qmp']})
+    assert result['failed'] is True
+    assert result['msg'] == ("targets[0] is the string '/run/vm1.qmp', but each entry of targets is a dict: write "
+                             'targets: [{socket: /run/vm1.qmp}] (or host and port, or with transport libvirt domain), '
+                             'or give paths and globs as sockets: [/run/vm1.qmp]')
+
+
+# ---------------------------------------------------------------------------------------------
+# An absent balloon is a state
+# ---------------------------------------------------------------------------------------------
+
+def test_absent_balloon_is_a_state(fleets):
+    fleet = fleets.fleet_of([static('ok'), VMModel(name='nob', balloon='none')])
+    targets = [{'socket': endpoint.path} for endpoint in fleet]
+    info = run_module(balloon_stats_info, {'targets': targets})
+    assert info['failed'] is False, info.get('msg')
+    nob = info['vms'][1]
+    assert (nob['failed'], nob['health']) == (False, 'no_balloon_device') and 'stats' not in nob
+    assert nob['advice'].startswith('no virtio-balloon device in this VM')
+    polling = run_module(balloon_stats_polling, {'targets': targets, 'interval': 7})
+    assert polling['failed'] is False and polling['changed'] is True
+    assert polling['vms'][1]['skipped'] is True and polling['vms'][1]['skip_reason'].startswith('no virtio-balloon device')
+    assert fleet.vms[0].interval == 7
+    single = run_module(balloon_stats_polling, {'socket': fleet[1].path, 'interval': 7})
+    assert single['failed'] is False and single['skipped'] is True and single['changed'] is False
+    for module, args in ((balloon_stats_info, {}), (balloon_stats_polling, {'interval': 7})):
+        strict = run_module(module, dict(args, targets=targets, require_balloon=True))
+        assert strict['failed'] is True and strict['msg'].startswith('1 of 2 VMs failed: nob (unix:'), strict['msg']
+
+
+def test_absent_balloon_is_a_state_with_libvirt(monkeypatch):
+    from ansible_collections.qmp.balloon.tests.unit.plugins.module_utils import libvirt_fakes
+    hypervisor = libvirt_fakes.Hypervisor()
+    libvirt_fakes.install(monkeypatch, hypervisor)
+    hypervisor.add('nob', balloon='none')
+    args = {'transport': 'libvirt', 'domain': 'nob'}
+    info = run_module(balloon_stats_info, args)
+    assert info['failed'] is False and info['health'] == 'no_balloon_device' and 'stats' not in info
+    assert "memballoon model='none'" in info['advice']
+    polling = run_module(balloon_stats_polling, dict(args, interval=5))
+    assert polling['failed'] is False and polling['skipped'] is True
+    assert 'setMemoryStatsPeriod' not in hypervisor.methods()
+    assert run_module(balloon_stats_info, dict(args, require_balloon=True))['failed'] is True
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors that scale
+# ---------------------------------------------------------------------------------------------
+
+def _failed(name, cause):
+    return {'name': name, 'failed': True, 'msg': '%s (unix:/run/%s.qmp): a long sentence %s' % (name, name, 'x' * 100), '_cause': cause}
+
+
+def test_thirty_failures_read_in_one_short_line():
+    results = [_failed('vm%d' % index, 'monitor busy') for index in range(1, 29)]
+    results += [_failed('db1', 'permission denied'), _failed('db2', 'permission denied')]
+    results += [{'name': 'fine%d' % index, 'failed': False} for index in range(2)]
+    message = _batch.failure_summary(results)
+    assert message == '30 of 32 VMs failed: 28 monitor busy (vm1, vm2, vm3, …), 2 permission denied (db1, db2)'
+
+
+def test_many_causes_stay_under_the_limit():
+    results = [_failed('vm-with-a-rather-long-name-%d' % index, 'cause number %d' % index) for index in range(40)]
+    message = _batch.failure_summary(results)
+    assert len(message) <= _batch.MAX_SUMMARY + 40, message
+    assert message.startswith('40 of 40 VMs failed: 1 cause number 0 (vm-with-a-rather-long-name-0), ')
+    assert message.endswith('other causes')
+
+
+def test_one_failure_keeps_its_whole_sentence():
+    results = [_failed('vm1', 'monitor busy'), {'name': 'ok', 'failed': False}]
+    assert _batch.failure_summary(results) == '1 of 2 VMs failed: ' + results[0]['msg']
+
+
+def test_a_busy_fleet_fails_with_the_grouped_message(fleets, short_dir):
+    fleet = fleets.fleet_of([static('ok')])
+    dead = []
+    for index in range(5):
+        path = os.path.join(short_dir, 'dead%d.qmp' % index)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(path)
+        dead.append((path, listener))
+    try:
+        result = run_module(balloon_stats_info, {'sockets': [fleet[0].path, short_dir + '/dead*.qmp']})
+    finally:
+        for _path, listener in dead:
+            listener.close()
+    assert result['failed'] is True
+    assert result['msg'] == '5 of 6 VMs failed: 5 not listening (dead0, dead1, dead2, …)'
+    assert all(vm['msg'].startswith(vm['name'] + ' (unix:') for vm in result['vms'] if vm['failed'])
+
+
+# ---------------------------------------------------------------------------------------------
+# Diagnosis from QEMU
+# ---------------------------------------------------------------------------------------------
+
+def _info(fleets, model, clock=None):
+    fleet = fleets.fleet_of([model])
+    result = run_module(balloon_stats_info, {'socket': fleet[0].path})
+    assert result['failed'] is False, result.get('msg')
+    return result, fleet
+
+
+def test_ok_is_not_diagnosed(fleets, clock):
+    result, fleet = _info(fleets, static('ok'))
+    assert result['health'] == 'ok' and 'driver' not in result and 'advice' not in result
+    assert result['qemu_version'] == '7.2.0'
+    assert 'x-query-virtio-status' not in qmp_fakes.commands(fleet.record)
+
+
+def test_no_guest_driver_is_driver_not_loaded(fleets, clock):
+    result, fleet = _info(fleets, VMModel(name='bare', interval=10, status='prelaunch'))
+    assert result['health'] == 'driver_not_loaded'
+    assert result['driver'] == {'loaded': False, 'stats_negotiated': False}
+    assert 'modprobe virtio_balloon' in result['advice'] and 'the VM is prelaunch: resume it' in result['advice']
+    sent = [entry for entry in fleet.record if entry['command'] == 'x-query-virtio-status']
+    assert [entry['arguments'] for entry in sent] == [{'path': '/machine/peripheral/balloon0/virtio-backend'}]
+
+
+def test_fake_only_stats_not_negotiated(fleets, clock):
+    """QEMU 7.2 with a Linux guest always negotiates the stats queue: only the fake shows this state."""
+    result, _fleet = _info(fleets, VMModel(name='old', interval=10, guest_driver=True, stats_vq=False))
+    assert result['health'] == 'stats_not_negotiated'
+    assert result['driver'] == {'loaded': True, 'stats_negotiated': False}
+    assert 'VIRTIO_BALLOON_F_STATS_VQ' in result['advice']
+
+
+def test_driver_loaded_but_silent_stays_never_updated(fleets, clock):
+    result, _fleet = _info(fleets, VMModel(name='win', interval=10, guest_driver=True))
+    assert result['health'] == 'never_updated' and result['driver'] == {'loaded': True, 'stats_negotiated': True}
+    assert 'Windows start the Balloon service' in result['advice']
+
+
+@pytest.mark.parametrize('virtio_status', ['missing', 'refused'])
+def test_fake_only_qemu_without_the_diagnosis_gives_driver_null(fleets, clock, virtio_status):
+    """An older QEMU (CommandNotFound) or one that refuses: the fake; QEMU 7.2 answers."""
+    result, _fleet = _info(fleets, VMModel(name='old', interval=10, virtio_status=virtio_status, qemu_version=(6, 2, 0)))
+    assert result['health'] == 'never_updated' and result['driver'] is None
+    assert result['qemu_version'] == '6.2.0'
+    assert result['advice']
+
+
+def test_after_a_live_migration_fresh_looking_data_is_not_ok(fleets, clock):
+    """The destination of a migration: interval 0, last-update the migration time, the old values (measured on QEMU 7.2)."""
+    result, _fleet = _info(fleets, static('dest', age=1, interval=0, guest_driver=True))
+    assert result['health'] == 'polling_disabled' and result['age'] == 1
+    assert 're-apply it after one' in result['advice'] and 'not refreshed' in result['advice']
+    assert result['driver'] == {'loaded': True, 'stats_negotiated': True}
+
+
+def test_stale_and_paused_get_their_advice(fleets, clock):
+    stale, _fleet = _info(fleets, static('stale', age=100, guest_driver=True))
+    assert stale['health'] == 'stale' and 'rearm: stale' in stale['advice']
+    paused, _fleet = _info(fleets, static('paused', age=100, status='paused', guest_driver=True))
+    assert paused['health'] == 'vm_not_running' and 'resume it (cont)' in paused['advice']
+
+
+def test_libvirt_cannot_tell_the_driver(monkeypatch):
+    from ansible_collections.qmp.balloon.tests.unit.plugins.module_utils import libvirt_fakes
+    hypervisor = libvirt_fakes.Hypervisor()
+    libvirt_fakes.install(monkeypatch, hypervisor)
+    hypervisor.add('quiet', live_period=5)
+    result = run_module(balloon_stats_info, {'transport': 'libvirt', 'domain': 'quiet'})
+    assert result['failed'] is False and result['health'] == 'never_updated'
+    assert result['driver'] is None and result['qemu_version'] is None and result['advice']
+    assert 'qemuMonitorCommand' not in hypervisor.methods()
