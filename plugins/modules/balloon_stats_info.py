@@ -17,7 +17,10 @@ description:
     Names that newer QEMU versions add (C(oom_kills), C(alloc_stalls), ...) pass through the same way.
   - A stat the guest did not set (QEMU sends 18446744073709551615, very old QEMU -1) is V(null) and listed in
     RV(vms[].unsupported).
-  - Memory and swap figures are bytes; faults, C(htlb_*), C(oom_kills) and C(alloc_stalls) are counts.
+  - Memory, swap, scan and reclaim figures are bytes; faults, C(htlb_*), C(oom_kills) and C(alloc_stalls) are
+    counts. C(minor_faults) counts all page faults (Linux C(pgfault)), major ones included.
+  - Every stat, its unit, meaning, first QEMU version and guest kernel, and how Windows guests differ, are listed in
+    the collection's docs/stats.md (U(https://github.com/qmp-balloon/qmp.balloon/blob/main/docs/stats.md)).
   - Statistics exist only after polling was enabled (see M(qmp.balloon.balloon_stats_polling)) and the guest's
     balloon driver answered. This module never changes anything.
   - With O(transport=libvirt), reads libvirt domains through libvirt's API (one C(virConnectGetAllDomainStats) or
