@@ -137,8 +137,12 @@ class Guest:
         return None
 
 
-def qemu_command(guest, mem, kernel=None, initrd=None, append='', tcp_port=None, balloon='id', paused=False):
-    """Return the argv that starts `guest` daemonized (kernel None: no guest OS at all)."""
+def qemu_command(guest, mem, kernel=None, initrd=None, append='', tcp_port=None, balloon='id', paused=False,
+                 incoming=None):
+    """Return the argv that starts `guest` daemonized (kernel None: no guest OS at all).
+
+    incoming: a unix socket path; the guest waits there for a live migration (``-incoming unix:PATH``).
+    """
     command = [QEMU, '-M', 'q35', '-accel', 'tcg', '-smp', '1', '-m', str(mem), '-nodefaults', '-display', 'none',
                '-name', guest.name]
     if kernel:
@@ -151,6 +155,8 @@ def qemu_command(guest, mem, kernel=None, initrd=None, append='', tcp_port=None,
     command += ['-qmp', 'unix:%s,server=on,wait=off' % guest.qmp_socket]
     if tcp_port is not None:
         command += ['-qmp', 'tcp:127.0.0.1:%d,server=on,wait=off' % tcp_port]
+    if incoming:
+        command += ['-incoming', 'unix:' + incoming]
     if paused or not kernel:
         command.append('-S')
     command += ['-daemonize', '-pidfile', guest.pidfile]
@@ -158,11 +164,13 @@ def qemu_command(guest, mem, kernel=None, initrd=None, append='', tcp_port=None,
 
 
 def start(name, directory, mem=None, churn=0, freeze_after=None, guest_os=True, tcp_port=None, balloon='id', paused=False,
-          cache=build_guest.DEFAULT_OUT):
+          cache=build_guest.DEFAULT_OUT, incoming=None):
     """Start guest `name` daemonized and return its metadata dict; does not wait for the boot.
 
     balloon: 'id' (/machine/peripheral/balloon0), 'anon' (no id=) or None (no balloon).
     guest_os False: no kernel, paused (-S), 64 MiB unless `mem` says otherwise.
+    incoming: a unix socket path where the guest waits for a live migration instead of booting; start it with the
+    source's options (same mem, churn, freeze_after, balloon).
     Raises VMError (already running, socket path too long, QEMU refused) or build_guest.BuildError.
     """
     guest = Guest(name, directory)
@@ -188,7 +196,7 @@ def start(name, directory, mem=None, churn=0, freeze_after=None, guest_os=True, 
             append.append('freeze_after=%d' % freeze_after)
     if mem is None:
         mem = DEFAULT_MEM if guest_os else NO_GUEST_MEM
-    command = qemu_command(guest, mem, kernel, initrd, ' '.join(append), tcp_port, balloon, paused)
+    command = qemu_command(guest, mem, kernel, initrd, ' '.join(append), tcp_port, balloon, paused, incoming)
     started = time.time()
     # -daemonize returns once QEMU is initialised: the sockets and pidfile exist afterwards.
     result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, check=False)
@@ -202,7 +210,8 @@ def start(name, directory, mem=None, churn=0, freeze_after=None, guest_os=True, 
         'name': name, 'dir': guest.directory, 'pid': guest.pid(), 'mem': mem, 'guest_os': guest_os, 'churn': churn,
         'freeze_after': freeze_after, 'paused': paused or not guest_os, 'tcp_port': tcp_port,
         'balloon_path': {'id': BALLOON_PATH, 'anon': ANON_BALLOON_PATH, None: None}[balloon],
-        'qmp': guest.qmp_socket, 'log': guest.log, 'pidfile': guest.pidfile, 'started': started, 'command': command,
+        'incoming': incoming, 'qmp': guest.qmp_socket, 'log': guest.log, 'pidfile': guest.pidfile, 'started': started,
+        'command': command,
     }
     with open(guest.metadata_file, 'w') as handle:
         json.dump(metadata, handle, indent=2)
@@ -350,7 +359,7 @@ def _print_json(value):
 def _command_start(args):
     balloon = None if args.no_balloon else ('anon' if args.anon_balloon else 'id')
     _print_json(start(args.name, args.dir, args.mem, args.churn, args.freeze_after, not args.no_guest, args.tcp, balloon, args.S,
-                      args.cache))
+                      args.cache, args.incoming))
     return 0
 
 
@@ -397,6 +406,8 @@ def main(argv=None):
                      'requests while QEMU says running; "qmp NAME system_powerdown" wakes it')
     sub.add_argument('--no-guest', action='store_true', help='no kernel at all, paused (-S)')
     sub.add_argument('--tcp', type=int, metavar='PORT', help='a second QMP monitor on tcp:127.0.0.1:PORT')
+    sub.add_argument('--incoming', metavar='SOCKET', help='wait for a live migration on unix:SOCKET (-incoming); give '
+                     'the source\'s options; migrate with "qmp SOURCE migrate \'{"uri": "unix:SOCKET"}\'"')
     group = sub.add_mutually_exclusive_group()
     group.add_argument('--no-balloon', action='store_true', help='no balloon device')
     group.add_argument('--anon-balloon', action='store_true', help='balloon without id= (%s)' % ANON_BALLOON_PATH)
