@@ -184,6 +184,12 @@ def advice(health_value, status, driver, last_update):
         return ('polling is off (interval 0): set the interval with qmp.balloon.balloon_stats_polling; QEMU keeps '
                 'neither the interval nor a running timer across a live migration or a restart, so re-apply it '
                 'after one%s' % shown)
+    if health_value == HEALTH_DRIVER_NOT_LOADED and last_update:
+        # It answered before: a Linux guest that suspends (freeze) resets the device, as does
+        # unloading the module (measured on QEMU 7.2 with a suspend-to-idle guest).
+        return ("the guest's virtio-balloon driver is no longer active although the guest sent stats before: "
+                'the guest is suspended (wake it) or the driver was unloaded (modprobe virtio_balloon on Linux; '
+                'the virtio-win Balloon driver on Windows)%s' % paused)
     if health_value == HEALTH_DRIVER_NOT_LOADED:
         return ('the guest has no virtio-balloon driver loaded: load it (modprobe virtio_balloon on Linux; install the '
                 'virtio-win Balloon driver on Windows), or wait if the guest is still booting%s' % paused)

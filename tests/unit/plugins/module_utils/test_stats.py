@@ -190,3 +190,12 @@ def test_every_health_but_ok_has_advice(health):
     text = _stats.advice(health, {'status': 'running', 'running': True}, None, 0)
     assert text and '\n' not in text
     assert _stats.advice('ok', {}, None, 0) is None
+
+
+def test_a_driver_gone_after_stats_is_told_apart_from_one_never_loaded():
+    """A guest that sent stats and then suspended (or unloaded the module) resets the device: say so."""
+    running = {'status': 'running', 'running': True}
+    never = _stats.advice(_stats.HEALTH_DRIVER_NOT_LOADED, running, {'loaded': False, 'stats_negotiated': False}, 0)
+    gone = _stats.advice(_stats.HEALTH_DRIVER_NOT_LOADED, running, {'loaded': False, 'stats_negotiated': False}, 1796043280)
+    assert 'still booting' in never and 'suspended' not in never
+    assert 'suspended' in gone and 'sent stats before' in gone and 'booting' not in gone
