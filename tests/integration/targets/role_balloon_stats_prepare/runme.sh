@@ -123,10 +123,11 @@ fi
 for host in hv hvctl hv-user hv-novenv hv-apt; do
     grep -E -q "^${host} +: .* unreachable=0 +failed=0 " "${work}/cases.log"
 done
-# Ad hoc in check mode (the minimal callback): prepare's "Would ..." shows as CHANGED, not SUCCESS.
+# Ad hoc in check mode (the minimal callback): prepare's "Would ..." shows as CHANGED, not SUCCESS
+# (2.21 puts "changed_when_result" before "msg", hence -A4).
 ansible -i inventory.yml hv --check -m ansible.builtin.include_role -a 'name=qmp.balloon.balloon_stats tasks_from=prepare' \
     -e "prep_dir=${work}" -e "balloon_stats_venv=${work}/v-adhoc" "$@" > "${work}/adhoc.log" 2>&1 || { cat "${work}/adhoc.log"; exit 1; }
-grep -A2 '^hv | CHANGED => {' "${work}/adhoc.log" | grep -q '"msg": "Would make the venv '"${work}"'/v-adhoc with /usr/bin/python3 ' \
+grep -A4 '^hv | CHANGED => {' "${work}/adhoc.log" | grep -q '"msg": "Would make the venv '"${work}"'/v-adhoc with /usr/bin/python3 ' \
     || { cat "${work}/adhoc.log"; echo "role_balloon_stats_prepare: ad hoc check mode did not show CHANGED" >&2; exit 1; }
 test ! -e "${work}/v-adhoc"
 # Debian's Python still has no qemu.qmp, and nothing appeared at the default venv path.
