@@ -31,6 +31,8 @@ READY_MARKER = 'QMPBALLOON-GUEST-READY'
 FREEZE_MARKER = 'QMPBALLOON-GUEST-FREEZING'
 THAW_MARKER = 'QMPBALLOON-GUEST-THAWED'
 ERROR_MARKER = 'QMPBALLOON-GUEST-ERROR'
+NO_DRIVER_MARKER = 'QMPBALLOON-GUEST-NO-BALLOON-DRIVER'
+UNLOADED_MARKER = 'QMPBALLOON-GUEST-BALLOON-DRIVER-UNLOADED'
 
 # virtio_pci is the transport, virtio_balloon the driver; modprobe orders their dependencies.
 # button (ACPI power button) arms a wakeup source, so QMP system_powerdown thaws a frozen guest.
@@ -44,6 +46,9 @@ DEFAULT_OUT = os.path.join(REPO_ROOT, 'tests', 'output', 'guest')
 #   freeze_after=S   after S seconds, suspend-to-idle: the VM stays 'running' for QEMU
 #                    but the balloon driver is frozen and never answers a stats request;
 #                    QMP system_powerdown (ACPI power button) wakes it, nothing else does
+#   no_balloon_driver  boot without loading virtio_balloon (the device is there, no driver)
+#   unload_balloon_after=S  S seconds after boot, rmmod virtio_balloon (the driver sent its
+#                    first stats when it loaded); prints the unload marker afterwards
 INIT_SCRIPT = r'''#!/bin/sh
 export PATH=/bin
 mount -t proc proc /proc
@@ -53,18 +58,37 @@ mkdir -p /dev/shm
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm
 exec </dev/console >/dev/console 2>&1
 
-for module in $(cat /etc/modules.order); do
-    insmod "/lib/modules/$module" || echo "@ERROR@ insmod $module failed"
-done
-
 churn=0
 freeze_after=
+no_balloon_driver=
+unload_balloon_after=
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
         churn=*) churn="${arg#churn=}" ;;
         freeze_after=*) freeze_after="${arg#freeze_after=}" ;;
+        no_balloon_driver) no_balloon_driver=1 ;;
+        unload_balloon_after=*) unload_balloon_after="${arg#unload_balloon_after=}" ;;
     esac
 done
+
+for module in $(cat /etc/modules.order); do
+    if [ -n "$no_balloon_driver" ] && [ "${module##*/}" = virtio_balloon.ko ]; then
+        echo "@NODRIVER@ virtio_balloon not loaded (no_balloon_driver)"
+        continue
+    fi
+    insmod "/lib/modules/$module" || echo "@ERROR@ insmod $module failed"
+done
+
+if [ -n "$unload_balloon_after" ]; then
+    (
+        sleep "$unload_balloon_after"
+        if rmmod virtio_balloon; then
+            echo "@UNLOADED@ virtio_balloon removed"
+        else
+            echo "@ERROR@ rmmod virtio_balloon failed"
+        fi
+    ) &
+fi
 
 if [ "$churn" -gt 0 ] 2>/dev/null; then
     (
@@ -90,12 +114,14 @@ if [ -n "$freeze_after" ]; then
     ) &
 fi
 
-echo "@READY@ modules=$(wc -l < /etc/modules.order) churn=$churn freeze_after=$freeze_after"
+echo "@READY@ modules=$(wc -l < /etc/modules.order) churn=$churn freeze_after=$freeze_after" \
+    "no_balloon_driver=$no_balloon_driver unload_balloon_after=$unload_balloon_after"
 while :; do
     sleep 3600
 done
 '''.replace('@READY@', READY_MARKER).replace('@FREEZE@', FREEZE_MARKER).replace(
-    '@THAW@', THAW_MARKER).replace('@ERROR@', ERROR_MARKER)
+    '@THAW@', THAW_MARKER).replace('@ERROR@', ERROR_MARKER).replace('@NODRIVER@', NO_DRIVER_MARKER).replace(
+    '@UNLOADED@', UNLOADED_MARKER)
 
 
 class BuildError(Exception):

@@ -9,6 +9,7 @@ DIR/NAME.qmp (QMP socket), DIR/NAME.pid, DIR/NAME.log (serial console), DIR/NAME
 socket, does its work and closes it again within a few milliseconds.
 
     vm.py start --name g1 --dir /tmp/vms --mem 128 [--churn 16] [--freeze-after 30]
+          [--no-balloon-driver | --unload-balloon-driver-after 3]
     vm.py wait --dir /tmp/vms g1 g2
     vm.py qmp --dir /tmp/vms g1 balloon '{"value": 67108864}'
     vm.py stop --dir /tmp/vms [g1 ...]
@@ -125,6 +126,14 @@ class Guest:
         except OSError:
             return '(no serial log)'
 
+    def log_has(self, marker):
+        """Whether a serial-console line contains `marker`."""
+        try:
+            with open(self.log, errors='replace') as handle:
+                return any(marker in line for line in handle)
+        except OSError:
+            return False
+
     def log_failure(self):
         """Return the first serial-console line saying the guest failed, or None."""
         try:
@@ -164,13 +173,15 @@ def qemu_command(guest, mem, kernel=None, initrd=None, append='', tcp_port=None,
 
 
 def start(name, directory, mem=None, churn=0, freeze_after=None, guest_os=True, tcp_port=None, balloon='id', paused=False,
-          cache=build_guest.DEFAULT_OUT, incoming=None):
+          cache=build_guest.DEFAULT_OUT, incoming=None, no_balloon_driver=False, unload_balloon_driver_after=None):
     """Start guest `name` daemonized and return its metadata dict; does not wait for the boot.
 
     balloon: 'id' (/machine/peripheral/balloon0), 'anon' (no id=) or None (no balloon).
     guest_os False: no kernel, paused (-S), 64 MiB unless `mem` says otherwise.
     incoming: a unix socket path where the guest waits for a live migration instead of booting; start it with the
     source's options (same mem, churn, freeze_after, balloon).
+    no_balloon_driver: the guest boots without loading virtio_balloon (the device is there, no driver);
+    unload_balloon_driver_after: S seconds after boot the guest removes virtio_balloon (rmmod).
     Raises VMError (already running, socket path too long, QEMU refused) or build_guest.BuildError.
     """
     guest = Guest(name, directory)
@@ -194,6 +205,10 @@ def start(name, directory, mem=None, churn=0, freeze_after=None, guest_os=True, 
             append.append('churn=%d' % churn)
         if freeze_after is not None:
             append.append('freeze_after=%d' % freeze_after)
+        if no_balloon_driver:
+            append.append('no_balloon_driver')
+        if unload_balloon_driver_after is not None:
+            append.append('unload_balloon_after=%d' % unload_balloon_driver_after)
     if mem is None:
         mem = DEFAULT_MEM if guest_os else NO_GUEST_MEM
     command = qemu_command(guest, mem, kernel, initrd, ' '.join(append), tcp_port, balloon, paused, incoming)
@@ -209,6 +224,7 @@ def start(name, directory, mem=None, churn=0, freeze_after=None, guest_os=True, 
     metadata = {
         'name': name, 'dir': guest.directory, 'pid': guest.pid(), 'mem': mem, 'guest_os': guest_os, 'churn': churn,
         'freeze_after': freeze_after, 'paused': paused or not guest_os, 'tcp_port': tcp_port,
+        'no_balloon_driver': bool(no_balloon_driver), 'unload_balloon_driver_after': unload_balloon_driver_after,
         'balloon_path': {'id': BALLOON_PATH, 'anon': ANON_BALLOON_PATH, None: None}[balloon],
         'incoming': incoming, 'qmp': guest.qmp_socket, 'log': guest.log, 'pidfile': guest.pidfile, 'started': started,
         'command': command,
@@ -247,7 +263,8 @@ def wait_ready(directory, names, timeout=DEFAULT_WAIT, poll_interval=0.5):
     """Wait until each guest has reported stats once (non-zero last-update); all in parallel.
 
     Reads only: the polling interval is not touched (a Linux guest sends one set of stats
-    when its driver loads). Returns {name: {'seconds', 'last_update', 'rss_mib'}} where
+    when its driver loads). A guest started with no_balloon_driver never reports: it is ready
+    once its /init printed the ready marker on the serial console. Returns {name: {'seconds', 'last_update', 'rss_mib'}} where
     seconds counts from QEMU's start. Raises WaitFailed naming every guest that died, failed
     or was not ready within `timeout` seconds of this call; the others are in its `ready`.
     """
@@ -270,6 +287,13 @@ def wait_ready(directory, names, timeout=DEFAULT_WAIT, poll_interval=0.5):
             failure = guest.log_failure()
             if failure:
                 failed[name] = 'guest failed: %s' % failure
+                continue
+            if metadata[name].get('no_balloon_driver'):
+                if guest.log_has(build_guest.READY_MARKER):
+                    ready[name] = {'seconds': round(time.time() - metadata[name]['started'], 1), 'last_update': 0,
+                                   'rss_mib': guest.rss_mib()}
+                else:
+                    last_seen[name] = 'booting, no ready marker on the console yet'
                 continue
             try:
                 last_update, status = _poll_stats(guest, metadata[name]['balloon_path'])
@@ -359,7 +383,7 @@ def _print_json(value):
 def _command_start(args):
     balloon = None if args.no_balloon else ('anon' if args.anon_balloon else 'id')
     _print_json(start(args.name, args.dir, args.mem, args.churn, args.freeze_after, not args.no_guest, args.tcp, balloon, args.S,
-                      args.cache, args.incoming))
+                      args.cache, args.incoming, args.no_balloon_driver, args.unload_balloon_driver_after))
     return 0
 
 
@@ -405,6 +429,11 @@ def main(argv=None):
     sub.add_argument('--freeze-after', type=int, metavar='S', help='guest suspends to idle after S s: stops answering stats '
                      'requests while QEMU says running; "qmp NAME system_powerdown" wakes it')
     sub.add_argument('--no-guest', action='store_true', help='no kernel at all, paused (-S)')
+    driver = sub.add_mutually_exclusive_group()
+    driver.add_argument('--no-balloon-driver', action='store_true',
+                        help='the guest does not load virtio_balloon (wait: ready when the guest has booted)')
+    driver.add_argument('--unload-balloon-driver-after', type=int, metavar='S',
+                        help='S s after boot the guest removes virtio_balloon (rmmod), after its first stats')
     sub.add_argument('--tcp', type=int, metavar='PORT', help='a second QMP monitor on tcp:127.0.0.1:PORT')
     sub.add_argument('--incoming', metavar='SOCKET', help='wait for a live migration on unix:SOCKET (-incoming); give '
                      'the source\'s options; migrate with "qmp SOURCE migrate \'{"uri": "unix:SOCKET"}\'"')
