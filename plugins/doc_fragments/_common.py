@@ -95,8 +95,9 @@ options:
     elements: path
   allow_empty:
     description:
-      - Accept a glob of O(sockets) that matches no socket (or whose directory does not exist); the task handles the VMs
-        found, possibly none, instead of failing.
+      - Accept a glob of O(sockets) that matches no socket (or whose directory does not exist), and an empty O(sockets)
+        list; the task handles the VMs found, possibly none, instead of failing.
+      - A plain path in O(sockets) (no C(*), C(?) or C([)) must still exist. Applies to O(sockets) only.
     type: bool
     default: false
   require_balloon:

@@ -259,6 +259,15 @@ class PollingOperation(Operation):
                 result['age'] = age
                 running = status.get('running')
             write, rearm = plan_interval(previous, wanted, self.rearm, age, running)
+            if rearm and self.rearm == REARM_STALE:
+                # A new timer cannot bring back stats from a guest without an active driver (never
+                # loaded, unloaded, or reset by a suspend): re-arming it would report changed on
+                # every run for nothing. Unknown (None) keeps the re-arm.
+                driver = await vm.read_driver()
+                if driver is not None and not driver.get('loaded'):
+                    write = rearm = False
+                    result['rearm_skipped'] = ("the guest's balloon driver is not active (QEMU reports no DRIVER_OK): "
+                                               'a new timer cannot bring its stats back')
         if self.persistent:
             result.update(config_previous_interval=None, config_interval=None)
             if with_config:

@@ -115,7 +115,8 @@ async def locate_balloon(session, qom_path=None):
         candidates = await _walk_for_balloons(session, PERIPHERAL_CONTAINERS)
     if not candidates:
         raise NoBalloonDevice('no virtio-balloon device in this VM: QEMU serves guest memory statistics only '
-                              'through one; add -device virtio-balloon-pci,id=balloon0 to the VM')
+                              'through one; add -device virtio-balloon-pci,id=balloon0 to the VM (on Proxmox VE, '
+                              'balloon: 0 removes it: qm set VMID --delete balloon, then stop and start the VM)')
     if len(candidates) > 1:
         raise BalloonNotFound('found %d balloon devices (%s): set qom_path to the one to use'
                               % (len(candidates), ', '.join(candidates)))

@@ -174,25 +174,60 @@ def driver_state(virtio_status):
     }
 
 
+#: What to do about a VM that is not running, by QEMU's RunState (query-status): resuming is
+#: right only for a pause; a VM migrated away must never be resumed (it would run twice).
+_STATUS_ACTIONS = {
+    'paused': 'resume it (cont)',
+    'prelaunch': 'resume it (cont)',
+    'debug': 'resume it (cont) when the debugger is done',
+    'suspended': 'the guest is in ACPI suspend: wake it (system_wakeup)',
+    'postmigrate': 'it was migrated away: read the destination VM instead, and do not resume this one (it would run twice)',
+    'inmigrate': 'it waits for an incoming migration: read it once the migration completed',
+    'finish-migrate': 'a migration is finishing: read the destination once it completed',
+    'save-vm': 'a snapshot is being saved: read it again when that ends',
+    'restore-vm': 'a snapshot is being restored: read it again when that ends',
+    'io-error': 'a disk I/O error stopped it: fix the storage, then resume it (cont)',
+    'guest-panicked': 'the guest kernel panicked: restart the VM',
+    'internal-error': 'QEMU hit an internal error: restart the VM',
+    'shutdown': 'the guest shut down (QEMU still runs): start it again',
+    'watchdog': 'its watchdog fired: restart or resume the VM',
+}
+
+
+def _status_action(status):
+    """What to do about the VM's run state ('' when it runs), as a clause."""
+    if (status or {}).get('running'):
+        return ''
+    vm_status = (status or {}).get('status') or 'not running'
+    return _STATUS_ACTIONS.get(vm_status, 'start or resume it')
+
+
 def advice(health_value, status, driver, last_update):
     """One sentence of what to do for a VM whose health is ``health_value`` (None for ``ok``)."""
     vm_status = (status or {}).get('status') or 'not running'
-    paused = '' if (status or {}).get('running') else '; the VM is %s: resume it (cont) first' % vm_status
+    action = _status_action(status)
+    not_running = '; the VM is %s: %s' % (vm_status, action) if action else ''
+    load_driver = ('load it (modprobe virtio_balloon on Linux; install the virtio-win Balloon driver on Windows)')
     if health_value == HEALTH_POLLING_DISABLED:
-        shown = (' (the values shown are the last the guest sent before, not refreshed although last_update may look recent)'
+        shown = ("; the values shown are from the guest's last report (last_update), not refreshed while polling is off"
                  if last_update else '')
-        return ('polling is off (interval 0): set the interval with qmp.balloon.balloon_stats_polling; QEMU keeps '
-                'neither the interval nor a running timer across a live migration or a restart, so re-apply it '
-                'after one%s' % shown)
+        missing = ''
+        if driver is not None and not driver.get('loaded'):
+            missing = ("; QEMU also reports the guest's balloon driver no longer active (the guest is suspended or the "
+                       'driver was unloaded)' if last_update else
+                       '; QEMU also reports no guest balloon driver loaded: %s' % load_driver)
+        return ('polling is off (interval 0): set the interval with qmp.balloon.balloon_stats_polling (QEMU keeps it '
+                'neither across a live migration nor a restart, so re-apply it after either)%s%s%s'
+                % (shown, missing, not_running))
     if health_value == HEALTH_DRIVER_NOT_LOADED and last_update:
         # It answered before: a Linux guest that suspends (freeze) resets the device, as does
         # unloading the module (measured on QEMU 7.2 with a suspend-to-idle guest).
         return ("the guest's virtio-balloon driver is no longer active although the guest sent stats before: "
                 'the guest is suspended (wake it) or the driver was unloaded (modprobe virtio_balloon on Linux; '
-                'the virtio-win Balloon driver on Windows)%s' % paused)
+                'the virtio-win Balloon driver on Windows)%s' % not_running)
     if health_value == HEALTH_DRIVER_NOT_LOADED:
-        return ('the guest has no virtio-balloon driver loaded: load it (modprobe virtio_balloon on Linux; install the '
-                'virtio-win Balloon driver on Windows), or wait if the guest is still booting%s' % paused)
+        return ('the guest has no virtio-balloon driver loaded: %s, or wait if the guest is still booting%s'
+                % (load_driver, not_running))
     if health_value == HEALTH_STATS_NOT_NEGOTIATED:
         return ("the guest's balloon driver is loaded but did not accept the stats queue (VIRTIO_BALLOON_F_STATS_VQ): "
                 'update the guest kernel or virtio-win driver')
@@ -200,12 +235,12 @@ def advice(health_value, status, driver, last_update):
         known = 'the guest driver is loaded but ' if driver else ''
         return ('%sthe guest never sent stats: on Windows start the Balloon service (virtio-win blnsvr); a Linux guest '
                 'sends them once virtio_balloon loads, so wait if it is booting, else re-arm with '
-                'qmp.balloon.balloon_stats_polling rearm: always%s' % (known, paused))
+                'qmp.balloon.balloon_stats_polling rearm: always%s' % (known, not_running))
     if health_value == HEALTH_STALE:
         return ('the VM runs but the guest stopped answering and the stats timer stalled: re-arm it with '
                 'qmp.balloon.balloon_stats_polling rearm: stale')
     if health_value == HEALTH_VM_NOT_RUNNING:
-        return 'the VM is %s and its stats timer runs only while it runs: resume it (cont) for fresh data' % vm_status
+        return 'the VM is %s and its stats timer runs only while it runs: %s' % (vm_status, action or 'start or resume it')
     return None
 
 

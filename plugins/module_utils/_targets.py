@@ -63,6 +63,9 @@ def check_socket_path(path, option):
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
+        if glob.has_magic(path):
+            return ('%s: %s does not exist; %s takes one path, not a glob: give paths and globs as sockets: [%s]'
+                    % (option, path, option, path))
         return '%s: %s does not exist (is the VM running?)' % (option, path)
     except PermissionError:
         return '%s: permission denied reaching %s: run as a user that may use the socket (usually root)' % (option, path)
@@ -99,6 +102,9 @@ def _check_name(name, prefix, label, names, errors, fallback):
 def targets_as_strings(params):
     """One sentence when ``targets`` holds strings instead of dicts (``targets: [/run/vm1.qmp]``), else None."""
     entries = (params or {}).get('targets')
+    if isinstance(entries, str):
+        # targets=/run/vm1.qmp ad hoc: core splits it at commas before asking for dicts
+        entries = [entry.strip() for entry in entries.split(',')] if not entries.lstrip().startswith(('[', '{')) else []
     if not isinstance(entries, list):
         return None
     for index, entry in enumerate(entries):
@@ -165,8 +171,13 @@ def expand_sockets(patterns, allow_empty, errors):
     """
     found = []
     seen = set()
+    if not patterns and not allow_empty:
+        errors.append('sockets is empty: give at least one path or shell glob (like /var/run/qemu-server/*.qmp), '
+                      'or set allow_empty: true when an empty list means no VM')
     for index, pattern in enumerate(patterns):
         label = 'sockets[%d]' % index
+        # "sockets=/a, /b" ad hoc: core splits at the comma and keeps the space
+        pattern = pattern.strip() if isinstance(pattern, str) else pattern
         if not pattern or not os.path.isabs(pattern):
             errors.append('%s must be an absolute path or shell glob (like /var/run/qemu-server/*.qmp), got %r' % (label, pattern))
             continue
@@ -298,7 +309,9 @@ class _LibvirtInput(object):
         if not libvirt_uri(params).strip():
             errors.append('libvirt_uri must not be empty (omit it for %s)' % DEFAULT_LIBVIRT_URI)
         chosen = [option for option in ('domain', 'targets', 'all_domains') if params[option] not in (None, False)]
-        if not chosen:
+        # a QMP selection (socket, sockets, host) was refused by check_options, with the same advice
+        qmp_selection = any(params.get(option) not in (None, False) for option in ('socket', 'sockets', 'host'))
+        if not chosen and not qmp_selection:
             errors.append('with transport libvirt, one of domain, targets or all_domains is required')
         elif len(chosen) > 1:
             errors.append('%s are mutually exclusive: give one domain, a list of targets, or all_domains: true'
@@ -363,7 +376,10 @@ def build(params, libvirt_only=LIBVIRT_ONLY_OPTIONS):
         target, key = found
         _check_name(entry.get('name'), prefix, label, names, errors, reader.default_name)
         if key in keys:
-            errors.append('%s: %s is listed twice (also in %s)%s' % (label, key, keys[key], reader.listed_twice))
+            # the path as this entry gives it (the key is the resolved one)
+            shown = key if not getattr(target, 'endpoint', None) else str(target.endpoint)
+            same = '' if shown == key else ' (the same socket as %s)' % key
+            errors.append('%s: %s is listed twice (also in %s)%s%s' % (label, shown, keys[key], same, reader.listed_twice))
         keys[key] = label
         targets.append(target)
     if errors:

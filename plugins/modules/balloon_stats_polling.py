@@ -39,7 +39,9 @@ options:
         V(0) and then the interval, and a new timer fires at once.
       - V(never) never re-arms.
       - V(stale) re-arms only when the VM is running and its last update is older than 3 x O(interval).
-        A guest that never answered at all (no balloon driver) is not re-armed.
+        A guest that never answered at all (no balloon driver) is not re-armed, nor one whose driver QEMU reports
+        as not active (unloaded, or reset by a suspended guest; see RV(vms[].rearm_skipped)), since a new timer cannot
+        bring their stats back, and re-arming them would report a change on every run.
       - V(always) re-arms every time (the task then always reports a change when O(interval) is not V(0)).
       - A VM whose interval changes gets a new timer anyway; RV(vms[].rearmed) is V(true) only for an explicit re-arm.
     type: str
@@ -163,6 +165,13 @@ vms:
       description: Whether a stalled timer was (or would be) re-armed by writing 0 then the interval.
       type: bool
       returned: success
+    rearm_skipped:
+      description:
+        - Why a VM that O(rearm=stale) found stalled was not re-armed; the QMP transport asks QEMU
+          (C(x-query-virtio-status)) before re-arming, libvirt cannot tell and re-arms.
+      type: str
+      returned: when O(rearm=stale) found a stalled VM whose guest balloon driver is not active
+      sample: "the guest's balloon driver is not active (QEMU reports no DRIVER_OK): a new timer cannot bring its stats back"
     skipped:
       description:
         - V(true) for a VM without a virtio-balloon device (nothing to configure); the others are configured.

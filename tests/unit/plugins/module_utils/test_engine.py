@@ -61,7 +61,8 @@ DISCOVERY = [
     pytest.param({}, 'deep_tree', None, BALLOON, None, id='deep-tree-with-balloon'),
     pytest.param({'balloon': 'anon'}, 'cyclic_links', None, ANON_BALLOON, None, id='cyclic-links-anonymous'),
     pytest.param({'balloon': 'none'}, None, None, None,
-                 r'^no virtio-balloon device in this VM: .*add -device virtio-balloon-pci,id=balloon0 to the VM$', id='none'),
+                 r'^no virtio-balloon device in this VM: .*add -device virtio-balloon-pci,id=balloon0 to the VM '
+                 r'\(on Proxmox VE, balloon: 0 removes it: qm set VMID --delete balloon, then stop and start the VM\)$', id='none'),
     pytest.param({'balloon': 'two'}, None, None, None,
                  r'^found 2 balloon devices \(/machine/peripheral/balloon0, /machine/peripheral/balloon1\): set qom_path to the one to use$',
                  id='two'),

@@ -199,3 +199,34 @@ def test_a_driver_gone_after_stats_is_told_apart_from_one_never_loaded():
     gone = _stats.advice(_stats.HEALTH_DRIVER_NOT_LOADED, running, {'loaded': False, 'stats_negotiated': False}, 1796043280)
     assert 'still booting' in never and 'suspended' not in never
     assert 'suspended' in gone and 'sent stats before' in gone and 'booting' not in gone
+
+
+NO_DRIVER = {'loaded': False, 'stats_negotiated': False}
+DRIVER = {'loaded': True, 'stats_negotiated': True}
+
+
+@pytest.mark.parametrize('health, vm_status, driver, last_update, present, absent', [
+    # a VM migrated away must never be told to resume: it would run twice
+    ('vm_not_running', 'postmigrate', DRIVER, 1796043280, ['migrated away', 'do not resume'], ['resume it (cont)']),
+    ('driver_not_loaded', 'inmigrate', NO_DRIVER, 0, ['incoming migration'], ['resume it (cont)']),
+    ('vm_not_running', 'paused', DRIVER, 1796043280, ['resume it (cont)'], ['migrat']),
+    ('vm_not_running', 'suspended', DRIVER, 1796043280, ['system_wakeup'], ['resume it (cont)']),
+    ('vm_not_running', 'guest-panicked', DRIVER, 1796043280, ['panicked', 'restart'], ['resume it (cont)']),
+    ('vm_not_running', 'shutdown', DRIVER, 1796043280, ['shut down'], ['resume it (cont)']),
+    # polling off on a paused VM: both things to do
+    ('polling_disabled', 'paused', DRIVER, 1796043280, ['set the interval', 'resume it (cont)'], []),
+    # polling off and QEMU knows no driver ever loaded: say both now, not one after the other
+    ('polling_disabled', 'running', NO_DRIVER, 0, ['set the interval', 'no guest balloon driver loaded', 'modprobe'],
+     ['not refreshed']),
+    ('polling_disabled', 'running', NO_DRIVER, 1796043280, ['set the interval', 'no longer active', 'not refreshed'], []),
+    # a freshly booted guest whose interval was never set: no claim about old values
+    ('polling_disabled', 'running', DRIVER, 0, ['set the interval'], ['not refreshed', 'driver']),
+    ('polling_disabled', 'running', DRIVER, 1796043280, ['re-apply it after either', 'not refreshed'], ['resume']),
+])
+def test_advice_fits_the_run_state_and_what_qemu_knows(health, vm_status, driver, last_update, present, absent):
+    status = {'status': vm_status, 'running': vm_status == 'running'}
+    text = _stats.advice(health, status, driver, last_update)
+    for words in present:
+        assert words in text, (words, text)
+    for words in absent:
+        assert words not in text, (words, text)

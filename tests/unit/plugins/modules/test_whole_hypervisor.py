@@ -108,6 +108,48 @@ def test_targets_given_as_strings_get_the_right_form():
                              'or give paths and globs as sockets: [/run/vm1.qmp]')
 
 
+def test_targets_given_as_one_string_ad_hoc_get_the_right_form():
+    """ansible -m ... -a 'targets=/run/vm1.qmp': the string itself, not a list of strings."""
+    result = run_module(balloon_stats_info, {'targets': '/run/vm1.qmp'})
+    assert result['failed'] is True
+    assert result['msg'].startswith("targets[0] is the string '/run/vm1.qmp', but each entry of targets is a dict"), result['msg']
+
+
+@pytest.mark.parametrize('args', [{'socket': '{dir}/*.qmp'}, {'targets': [{'socket': '{dir}/*.qmp'}]}])
+def test_a_glob_given_as_one_socket_points_to_sockets(vm_dir, args):
+    directory = vm_dir[0]
+    args = dict((key, value.replace('{dir}', directory) if isinstance(value, str)
+                 else [{'socket': value[0]['socket'].replace('{dir}', directory)}]) for key, value in args.items())
+    result = run_module(balloon_stats_info, args)
+    option = 'socket' if 'socket' in args else 'targets[0].socket'
+    assert result['failed'] is True
+    assert result['msg'] == '%s%s: %s/*.qmp does not exist; %s takes one path, not a glob: give paths and globs as sockets: [%s/*.qmp]' % (
+        INVALID, option, directory, option, directory)
+
+
+def test_an_empty_sockets_list_is_refused_unless_allow_empty():
+    result = run_module(balloon_stats_info, {'sockets': []})
+    assert result['failed'] is True and 'sockets is empty' in result['msg'] and 'allow_empty: true' in result['msg']
+    assert run_module(balloon_stats_info, {'sockets': [], 'allow_empty': True}) == dict(
+        run_module(balloon_stats_info, {'sockets': [], 'allow_empty': True}), failed=False, vms=[])
+
+
+def test_sockets_are_trimmed_and_a_duplicate_names_the_path_given(vm_dir):
+    directory, link, _fleet = vm_dir
+    result = run_module(balloon_stats_info, {'sockets': [directory + '/100.qmp', ' ' + directory + '/101.qmp']})
+    assert result['failed'] is False and [vm['name'] for vm in result['vms']] == ['a', 'b'], result.get('msg')
+    twice = run_module(balloon_stats_info, {'targets': [{'socket': directory + '/100.qmp'}, {'socket': link + '/100.qmp'}]})
+    assert twice['failed'] is True
+    assert 'targets[1]: unix:%s/100.qmp is listed twice (also in targets[0]) (the same socket as unix:' % link in twice['msg'], twice['msg']
+
+
+def test_libvirt_with_sockets_says_it_once(monkeypatch):
+    from ansible_collections.qmp.balloon.tests.unit.plugins.module_utils import libvirt_fakes
+    libvirt_fakes.install(monkeypatch, libvirt_fakes.Hypervisor())
+    result = run_module(balloon_stats_info, {'sockets': ['/run/*.qmp'], 'transport': 'libvirt'})
+    assert result['failed'] is True and result['msg'].count('with transport libvirt') == 1, result['msg']
+
+
 # ---------------------------------------------------------------------------------------------
 # An absent balloon is a state
 # ---------------------------------------------------------------------------------------------
@@ -247,7 +289,7 @@ def test_after_a_live_migration_fresh_looking_data_is_not_ok(fleets, clock):
     """The destination of a migration: interval 0, last-update the migration time, the old values (measured on QEMU 7.2)."""
     result, _fleet = _info(fleets, static('dest', age=1, interval=0, guest_driver=True))
     assert result['health'] == 'polling_disabled' and result['age'] == 1
-    assert 're-apply it after one' in result['advice'] and 'not refreshed' in result['advice']
+    assert 're-apply it after either' in result['advice'] and 'not refreshed' in result['advice']
     assert result['driver'] == {'loaded': True, 'stats_negotiated': True}
 
 
@@ -267,3 +309,17 @@ def test_libvirt_cannot_tell_the_driver(monkeypatch):
     assert result['failed'] is False and result['health'] == 'never_updated'
     assert result['driver'] is None and result['qemu_version'] is None and result['advice']
     assert 'qemuMonitorCommand' not in hypervisor.methods()
+
+
+@pytest.mark.parametrize('guest_driver, rearmed', [(True, True), (False, False)])
+def test_rearm_stale_leaves_a_guest_without_an_active_driver_alone(fleets, clock, guest_driver, rearmed):
+    """A stalled VM is re-armed only while its driver is active: no DRIVER_OK means a new timer brings nothing back,
+    and re-arming would report changed on every run (the real case, a driver unloaded after stats, is in guest_diagnosis)."""
+    fleet = fleets.fleet_of([static('stalled', age=100, guest_driver=guest_driver)])
+    result = run_module(balloon_stats_polling, {'socket': fleet[0].path, 'interval': 10, 'rearm': 'stale'})
+    assert result['failed'] is False, result.get('msg')
+    assert result['changed'] is rearmed and result['rearmed'] is rearmed
+    assert ('rearm_skipped' in result) is not rearmed
+    sent = qmp_fakes.commands(fleet.record)
+    assert 'x-query-virtio-status' in sent
+    assert sent.count('qom-set') == (2 if rearmed else 0)
