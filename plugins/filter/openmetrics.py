@@ -76,6 +76,7 @@ FAMILIES = dict([
     ('pressure', ('gauge', 'The memory pressure verdict for the VM as a state set: 1 for the current verdict, 0 for the others.')),
     ('memory_headroom_ratio', ('gauge', 'Available memory divided by total memory, as the pressure verdict saw it (0-1).')),
     ('collected_timestamp_seconds', ('gauge', 'When these figures were collected, Unix time in seconds.')),
+    ('export_period_seconds', ('gauge', 'How often the export is scheduled to run, in seconds (the export-stale alert waits 3 periods).')),
 ])
 
 
@@ -258,17 +259,21 @@ def _hypervisors(data, hypervisor, collected_at):
                              'list of VMs, got %s' % type(data).__name__)
 
 
-def balloon_openmetrics(data, hypervisor=None, collected_at=None):
+def balloon_openmetrics(data, hypervisor=None, collected_at=None, period=None):
     """Prometheus text exposition of VMs: balloon_stats_info's result or vms, or the role's balloon_stats fact(s)."""
     data = _plain(data)
     if hypervisor is not None and not isinstance(hypervisor, str):
         raise AnsibleFilterError('balloon_openmetrics: hypervisor must be a string, got %r' % (hypervisor,))
+    if period is not None and (_number(period) is None or _number(period) <= 0):
+        raise AnsibleFilterError('balloon_openmetrics: period must be a number of seconds above 0, got %r' % (period,))
     out = _Exposition()
     for host, collected, vms in _hypervisors(data, hypervisor, collected_at):
         for vm in vms:
             _add_vm(out, vm, host)
         when = int(time.time()) if collected is None else _epoch(collected, 'collected_at')
         out.add('collected_timestamp_seconds', [('hypervisor', host)] if host else [], when)
+        if period is not None:
+            out.add('export_period_seconds', [('hypervisor', host)] if host else [], _number(period))
     return out.text()
 
 

@@ -226,6 +226,13 @@ def test_a_fleet_in_one_file():
     assert value(families, 'qmp_balloon_collected_timestamp_seconds', hypervisor='hv2') == '1796047202'
 
 
+def test_the_export_period_is_published_beside_the_collection_time():
+    families = parse(balloon_openmetrics({'hypervisor': 'hv1', 'collected_at': 5, 'vms': []}, period=300))
+    assert value(families, 'qmp_balloon_export_period_seconds', hypervisor='hv1') == '300'
+    assert value(families, 'qmp_balloon_collected_timestamp_seconds', hypervisor='hv1') == '5'
+    assert 'qmp_balloon_export_period_seconds' not in parse(balloon_openmetrics({'vms': [info_vm()]}))
+
+
 def test_empty_input_says_only_when():
     assert balloon_openmetrics({'vms': []}, collected_at=5) == ('# HELP qmp_balloon_collected_timestamp_seconds When these figures '
                                                                 'were collected, Unix time in seconds.\n'
@@ -241,6 +248,8 @@ def test_empty_input_says_only_when():
     ([{'failed': False}], {}, 'a VM has no name'),
     ({'vms': []}, {'collected_at': 'yesterday'}, 'collected_at must be Unix seconds or an ISO 8601 UTC time'),
     ({'vms': []}, {'hypervisor': 3}, 'hypervisor must be a string'),
+    ({'vms': []}, {'period': 0}, 'period must be a number of seconds above 0'),
+    ({'vms': []}, {'period': 'hourly'}, 'period must be a number of seconds above 0'),
 ])
 def test_bad_input_is_one_sentence(data, kwargs, message):
     with pytest.raises(AnsibleFilterError, match=re.escape(message)):
