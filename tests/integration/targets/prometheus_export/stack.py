@@ -307,7 +307,7 @@ def _scrape_once(url):
     return problems
 
 
-def scrape(work, stop_file, max_seconds=600, max_scrapes=20000):
+def scrape(work, stop_file, max_seconds=900, max_scrapes=30000):
     """Scrape until stop_file exists (bounded in time and count); fail on any bad scrape."""
     url = 'http://127.0.0.1:%d/metrics' % _state(work)['exporter_port']
     started = time.monotonic()
@@ -319,7 +319,7 @@ def scrape(work, stop_file, max_seconds=600, max_scrapes=20000):
         scrapes += 1
         if problems:
             bad.append(problems[:3])
-        time.sleep(0.02)  # ~30 scrapes a second, leaving the 2 cores to the writer
+        time.sleep(0.03)  # ~25 scrapes a second at most, leaving the 2 cores to the writer
     result = {'scrapes': scrapes, 'bad': len(bad), 'seconds': round(time.monotonic() - started, 1)}
     with open(os.path.join(work, 'scrape.json'), 'w') as handle:
         json.dump(result, handle)

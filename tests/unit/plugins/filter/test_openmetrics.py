@@ -129,7 +129,7 @@ def test_help_and_type_once_per_family_over_many_vms():
     assert len(families['qmp_balloon_guest_available_bytes']['samples']) == 5
     # samples of one family are contiguous (parse() refuses HELP after samples; this checks interleaving)
     names = [SAMPLE.match(line).group('name') for line in text.splitlines() if not line.startswith('#')]
-    assert names == sorted(names, key=lambda name: names.index(name))
+    assert names == sorted(names, key=names.index)
 
 
 def test_health_state_set_and_a_failed_vm():
