@@ -15,6 +15,10 @@
 #   rsync                         copy of the collection for ansible-test
 #   ShellCheck (shellcheck)       ansible-test's shell script sanity test
 #   git, make                     ansible-test, the Makefile
+#   prometheus,                   promtool for the alert rules (prometheus-rules suite), and the
+#   prometheus-node-exporter      real Prometheus and node_exporter of the prometheus_export
+#                                 integration target (it starts both itself on 127.0.0.1; the
+#                                 packages' own services are not needed)
 #
 # Usage: scripts/install-system-deps.sh [--check]
 #   --check  only report what is missing (exit 1 if anything is)
@@ -38,6 +42,8 @@ PACKAGES=(
     shellcheck
     git
     make
+    prometheus
+    prometheus-node-exporter
 )
 
 CHECK_ONLY=0

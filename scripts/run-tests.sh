@@ -46,7 +46,7 @@ RESULTS=""
 # the function suite_NAME below (dashes as underscores).
 SUITES=(sanity-2.16 sanity-2.19 sanity-2.21 units-2.16 units-2.19 units-2.21 units-py3.9
         integration-2.16 integration-2.19 integration-2.21 lint build-check changelog-lint bench-smoke
-        ee-check galaxy-importer)
+        ee-check galaxy-importer prometheus-rules)
 # Groups: GROUP runs every suite named GROUP-*.
 SUITE_GROUPS=(sanity units integration)
 
@@ -331,6 +331,17 @@ suite_galaxy_importer() {
         --source "${COLLECTION}" --artifact "${ARTIFACT}" --work "${work}" || status=1
     rm -rf "${work}"
     return "${status}"
+}
+
+# The alert rules the role ships (roles/balloon_stats/files/prometheus/): promtool check rules, then
+# the unit tests of tests/prometheus (input series -> expected alerts, a counter reset included).
+suite_prometheus_rules() {
+    local rules="${ROOT}/roles/balloon_stats/files/prometheus/qmp_balloon.rules.yml"
+    if ! command -v promtool >/dev/null 2>&1; then
+        echo "run-tests: no promtool: install Debian's prometheus package (scripts/install-system-deps.sh)" >&2
+        return 1
+    fi
+    promtool check rules "${rules}" && promtool test rules "${ROOT}"/tests/prometheus/*.test.yml
 }
 
 run_suite() {
