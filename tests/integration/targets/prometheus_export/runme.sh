@@ -127,17 +127,25 @@ fi
 step errors
 
 # 8: atomicity. First prove that the scrape check sees a torn file, then 50 real rewrites.
+# The rewrites are the same rename(2) on every ansible-core: 50 on the newest (2.20+), 10 on the
+# older ones, which keeps make test (three ansible-core versions) within its time budget.
+# PE_REWRITES overrides.
+core=$("${python}" -c 'import ansible.release as r; print(".".join(r.__version__.split(".")[:2]))')
+case "${core}" in
+    2.1[0-9]) rewrites=${PE_REWRITES:-10} ;;
+    *) rewrites=${PE_REWRITES:-50} ;;
+esac
 "${python}" stack.py torn "${work}"
 "${python}" stack.py scrape "${work}" "${work}/rewrites.done" > "${work}/scrape.out" &
 scraper=$!
-play "${work}/rewrite.log" rewrite.yml "${common[@]}"
+play "${work}/rewrite.log" rewrite.yml "${common[@]}" -e "pe_rewrites=${rewrites}"
 touch "${work}/rewrites.done"
 wait "${scraper}"
 scraper=
 cat "${work}/scrape.out"
-# 50 rewrites happened: 50 renames of the export, 50 changed (every other one without n1)
-[ "$(grep -c 'TASK \[qmp.balloon.balloon_stats : Replace the textfile with it in one rename\]' "${work}/rewrite.log")" = 50 ]
-[ "$(changed_count "${work}/rewrite.log")" = 50 ]
+# the rewrites happened: one rename each, each changed (every other one without n1)
+[ "$(grep -c 'TASK \[qmp.balloon.balloon_stats : Replace the textfile with it in one rename\]' "${work}/rewrite.log")" = "${rewrites}" ]
+[ "$(changed_count "${work}/rewrite.log")" = "${rewrites}" ]
 # Prometheus scraped through all of it without a textfile error
 [ "$("${python}" -c 'import json, sys; print(json.load(sys.stdin)["bad"])' < "${work}/scrape.out")" = 0 ]
 # and Prometheus' own scrapes over the whole run: never a textfile error, never fewer than 3 VMs
