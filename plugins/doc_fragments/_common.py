@@ -96,7 +96,8 @@ options:
   allow_empty:
     description:
       - Accept a glob of O(sockets) that matches no socket (or whose directory does not exist); the task handles the VMs
-        found, possibly none, instead of failing.
+        found, possibly none, instead of failing. Each such glob is listed in the result's C(empty_globs), with
+        C(directory_exists) telling an empty directory from a missing one (a typo, another platform's path).
     type: bool
     default: false
   require_balloon:

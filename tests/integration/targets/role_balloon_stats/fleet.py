@@ -10,7 +10,7 @@ hypervisor H lives in WORK/H; each command prints one JSON document.
 
     python fleet.py start WORK             make WORK/H for every local hypervisor, start all VMs at once
     python fleet.py wait WORK [SECONDS]    wait until every real guest sent its first stats
-    python fleet.py stop WORK              stop every VM started in WORK/* (and nothing else)
+    python fleet.py stop WORK [HOST NAME]  stop every VM started in WORK/* (and nothing else), or one VM
     python fleet.py interval DIR NAME...   guest-stats-polling-interval of each VM, read with qom-get
 """
 
@@ -58,6 +58,7 @@ def hypervisors():
             walk(child or {})
 
     walk(inventory['all']['children']['hypervisors'])
+    walk(inventory['all']['children'].get('audit_hosts') or {})   # issue 14's runs 6-8
     return found
 
 
@@ -75,7 +76,7 @@ def start(vm, work):
     def one(job):
         host, spec = job
         meta = vm.start(spec['name'], os.path.join(work, host), mem=spec.get('mem'), guest_os=spec.get('guest', False),
-                        cache=cache)
+                        cache=cache, balloon='id' if spec.get('balloon', True) else None)
         return '%s/%s' % (host, spec['name']), {'pid': meta['pid'], 'mem': meta['mem'], 'guest_os': meta['guest_os']}
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(jobs) or 1) as pool:
@@ -94,7 +95,10 @@ def wait(vm, work, timeout):
         return dict(pool.map(one, jobs))
 
 
-def stop(vm, work):
+def stop(vm, work, only=None):
+    if only:
+        host, name = only
+        return {host: vm.stop(os.path.join(work, host), [name])}
     result = {}
     for entry in sorted(os.listdir(work)) if os.path.isdir(work) else []:
         directory = os.path.join(work, entry)
@@ -120,7 +124,7 @@ def main(argv):
         elif action == 'wait':
             result = wait(vm, target, float(argv[2]) if len(argv) > 2 else vm.DEFAULT_WAIT)
         elif action == 'stop':
-            result = stop(vm, target)
+            result = stop(vm, target, argv[2:4] if len(argv) >= 4 else None)
         else:
             result = interval(vm, target, argv[2:])
     except (vm.VMError, vm.QMPError, vm.build_guest.BuildError) as exc:
