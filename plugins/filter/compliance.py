@@ -191,8 +191,8 @@ def pressure(headroom, vm_rates, thresholds=None):
         reasons.append('%d OOM kill%s since the previous sample' % (vm_rates['oom_kills'], '' if vm_rates['oom_kills'] == 1 else 's'))
     if (vm_rates.get('alloc_stalls') or 0) > 0:
         moderate = True
-        reasons.append('%d allocation stall%s since the previous sample' % (vm_rates['alloc_stalls'],
-                                                                          '' if vm_rates['alloc_stalls'] == 1 else 's'))
+        stalls = vm_rates['alloc_stalls']
+        reasons.append('%d allocation stall%s since the previous sample' % (stalls, '' if stalls == 1 else 's'))
     if headroom is not None:
         major = vm_rates.get('major_faults')
         swap = None
@@ -260,9 +260,8 @@ def vm_record(vm, hypervisor=None, expected_interval=None, min_available_percent
     )
     record['rates'] = rates(record if record['reachable'] else None, previous)
     if not record['reachable'] or record['health'] == NO_BALLOON:
-        record['pressure'] = {'verdict': 'unknown', 'reasons': ['no stats: ' + ('the VM could not be read' if not record['reachable']
-                                                                               else 'the VM has no balloon device')],
-                              'headroom_percent': None}
+        why = 'the VM could not be read' if not record['reachable'] else 'the VM has no balloon device'
+        record['pressure'] = {'verdict': 'unknown', 'reasons': ['no stats: ' + why], 'headroom_percent': None}
     else:
         record['pressure'] = pressure(record['available_percent'], record['rates'], pressure_thresholds)
     return record

@@ -219,8 +219,8 @@ def test_csv_has_one_row_per_vm_and_escapes():
 
 # ---- rates between two samples ----
 
-def sample(last_update, **stats):
-    return {'last_update': last_update, 'stats': stats}
+def sample(last_update, stats):
+    return {'last_update': last_update, 'stats': dict(stats)}
 
 
 CLASSIC = dict(swap_in=0, swap_out=0, major_faults=100, minor_faults=10000, free_memory=GIB, total_memory=4 * GIB,
@@ -230,28 +230,28 @@ NEW_92 = dict(oom_kills=1, alloc_stalls=5, async_scans=3, direct_scans=0, async_
 
 # (name, current, previous, expected rates: only the keys given are compared)
 RATE_CASES = [
-    ('first sample', sample(1010, **LATER), None,
+    ('first sample', sample(1010, LATER), None,
      {'swap_in': None, 'major_faults': None, 'interval': None, 'reset': False}),
-    ('never updated', sample(0, **LATER), sample(1000, **CLASSIC), {'major_faults': None, 'interval': None, 'reset': False}),
-    ('same sample', sample(1000, **CLASSIC), sample(1000, **CLASSIC),
+    ('never updated', sample(0, LATER), sample(1000, CLASSIC), {'major_faults': None, 'interval': None, 'reset': False}),
+    ('same sample', sample(1000, CLASSIC), sample(1000, CLASSIC),
      {'swap_in': None, 'swap_out': None, 'major_faults': None, 'minor_faults': None, 'interval': None, 'reset': False}),
-    ('ten seconds', sample(1010, **LATER), sample(1000, **CLASSIC),
+    ('ten seconds', sample(1010, LATER), sample(1000, CLASSIC),
      {'swap_in': 2097152.0, 'swap_out': 1048576.0, 'major_faults': 10.0, 'minor_faults': 200.0, 'oom_kills': None,
       'alloc_stalls': None, 'interval': 10, 'reset': False}),
     # minor_faults counts all faults (Linux's pgfault): the rate is all minus major
-    ('minor is all minus major', sample(1002, **dict(CLASSIC, major_faults=110, minor_faults=10010)), sample(1000, **CLASSIC),
+    ('minor is all minus major', sample(1002, dict(CLASSIC, major_faults=110, minor_faults=10010)), sample(1000, CLASSIC),
      {'major_faults': 5.0, 'minor_faults': 0.0}),
-    ('counter backwards (reboot)', sample(1010, **dict(LATER, major_faults=3)), sample(1000, **CLASSIC),
+    ('counter backwards (reboot)', sample(1010, dict(LATER, major_faults=3)), sample(1000, CLASSIC),
      {'swap_in': None, 'major_faults': None, 'minor_faults': None, 'interval': None, 'reset': True}),
-    ('last_update backwards (migration to a fresh QEMU)', sample(900, **LATER), sample(1000, **CLASSIC),
+    ('last_update backwards (migration to a fresh QEMU)', sample(900, LATER), sample(1000, CLASSIC),
      {'major_faults': None, 'interval': None, 'reset': True}),
-    ('missing fields are null, the others computed', sample(1010, total_memory=GIB, major_faults=150),
-     sample(1000, total_memory=GIB, major_faults=100, swap_in=5),
+    ('missing fields are null, the others computed', sample(1010, dict(total_memory=GIB, major_faults=150)),
+     sample(1000, dict(total_memory=GIB, major_faults=100, swap_in=5)),
      {'major_faults': 5.0, 'swap_in': None, 'swap_out': None, 'minor_faults': None, 'reset': False, 'interval': 10}),
-    ('unset stat (null) is missing', sample(1010, **dict(LATER, swap_in=None)), sample(1000, **CLASSIC),
+    ('unset stat (null) is missing', sample(1010, dict(LATER, swap_in=None)), sample(1000, CLASSIC),
      {'swap_in': None, 'swap_out': 1048576.0}),
-    ('QEMU 9.2 stats: oom_kills and alloc_stalls as deltas', sample(1010, **dict(LATER, **dict(NEW_92, oom_kills=3, alloc_stalls=5))),
-     sample(1000, **dict(CLASSIC, **NEW_92)), {'oom_kills': 2, 'alloc_stalls': 0, 'major_faults': 10.0}),
+    ('QEMU 9.2 stats: oom_kills and alloc_stalls as deltas', sample(1010, dict(LATER, **dict(NEW_92, oom_kills=3, alloc_stalls=5))),
+     sample(1000, dict(CLASSIC, **NEW_92)), {'oom_kills': 2, 'alloc_stalls': 0, 'major_faults': 10.0}),
 ]
 
 
