@@ -10,6 +10,7 @@
 #   6 audit.yml              issue 14: a misspelled glob (failed), no balloon (unknown), the gate (exit 0)
 #   7 audit_again.yml        nothing changed: changed=0, "since last run" says so       (exit 0)
 #   8 audit_again.yml        after s1 was stopped: "since last run" names it           (exit 0)
+#   9 pressure.yml           a real guest swapping (zram): pressure high, memory_pressure (exit 0)
 # fleet.py boots the VMs before run 1 (all at once) and stops every one of them on exit,
 # whatever happens.
 set -eux -o pipefail
@@ -176,3 +177,10 @@ grep -E -q '^hv-typo +: ok=[0-9]+ +changed=0 ' "${work}/audit_same.log"
 run 0 "${work}/audit_gone.log" audit_again.yml "${common[@]}" -e rbs_expect=gone -e "rbs_chromium=${chromium}"
 grep -E -q '^hv-audit +: ok=[0-9]+ +changed=[1-9]' "${work}/audit_gone.log"
 step audit_again
+
+# 9: a real guest made to swap (tests/guest: a zram swap device, a tmpfs file larger than its
+# memory rewritten for ever); started only now, since it keeps a core busy
+"${python}" fleet.py swapper "${work}" hv-pressure sw 120
+run 0 "${work}/pressure.log" pressure.yml "${common[@]}"
+"${python}" fleet.py stop "${work}" hv-pressure sw
+step pressure
