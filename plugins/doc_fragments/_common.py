@@ -96,7 +96,8 @@ options:
   allow_empty:
     description:
       - Accept a glob of O(sockets) that matches no socket (or whose directory does not exist), and an empty O(sockets)
-        list; the task handles the VMs found, possibly none, instead of failing.
+        list; the task handles the VMs found, possibly none, instead of failing. Each such glob is listed in the result's
+        C(empty_globs), with C(directory_exists) telling an empty directory from a missing one (a typo, another platform's path).
       - A plain path in O(sockets) (no C(*), C(?) or C([)) must still exist. Applies to O(sockets) only.
     type: bool
     default: false

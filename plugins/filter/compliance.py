@@ -6,18 +6,28 @@
 """Compliance and report filters of qmp.balloon (controller side).
 
 - ``balloon_compliance``: turns balloon_stats_info's ``vms`` into VM records with
-  rule results (rules are JMESPath expressions, data not code).
+  rule results (rules are JMESPath expressions, data not code), rates since the previous
+  sample and a memory pressure verdict.
+- ``balloon_rates``: the per-second rates between two samples of one VM.
 - ``balloon_report``: assembles the fleet report from every hypervisor's facts.
 - ``balloon_summary``: the counts of one hypervisor's VM records (the role's fact), the
   same counts the report makes per hypervisor and for the fleet.
 - ``balloon_report_csv``: one CSV row per VM, for spreadsheets.
+
+Three states everywhere: a rule is ``pass``, ``fail`` or ``unknown`` (its inputs are missing);
+a VM is ``non_compliant`` when a rule fails, else ``unknown`` when a rule is unknown, else
+``compliant``; a hypervisor is ``ok``, ``unreachable``, ``failed`` (with its reason) or ``no_vms``.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime
+import getpass
 import io
+import json
+import os
+import socket
 
 from ansible.errors import AnsibleFilterError
 
@@ -30,10 +40,26 @@ except ImportError:
     HAS_JMESPATH = False
 
 #: Version of the report's JSON layout; bump on any incompatible change.
-REPORT_SCHEMA_VERSION = 1
+#: 2 (issue 14): rule results pass/fail/unknown, VM and hypervisor states, rates, pressure.
+REPORT_SCHEMA_VERSION = 2
 #: Rule severities, most severe first. The report carries this order (``severities``) for its
 #: HTML template, which ranks each VM by its worst violation.
 SEVERITIES = ('critical', 'warning', 'info')
+#: A rule's result, a VM's state, a hypervisor's status.
+RULE_RESULTS = ('pass', 'fail', 'unknown')
+VM_STATES = ('compliant', 'non_compliant', 'unknown')
+HYPERVISOR_STATUSES = ('ok', 'unreachable', 'failed', 'no_vms')
+#: balloon_stats_interval_rule: polling on and at most the expected interval, or exactly it.
+INTERVAL_RULES = ('at_most', 'exact')
+#: The health the modules give a VM without a balloon device (issue 13): no stats, no interval.
+NO_BALLOON = 'no_balloon_device'
+
+#: Pressure thresholds (role variables balloon_stats_pressure_*), after KubeVirt's alert.
+DEFAULT_PRESSURE = {'headroom_high': 5.0, 'headroom_moderate': 10.0, 'major_faults': 5.0, 'swap_bytes': 1048576.0}
+
+#: Counters turned into rates (per second) and deltas (count since the previous sample).
+_RATE_COUNTERS = ('swap_in', 'swap_out', 'major_faults', 'minor_faults')
+_DELTA_COUNTERS = ('oom_kills', 'alloc_stalls')
 
 #: Fields copied from a balloon_stats_info result into a VM record.
 _RECORD_FIELDS = ('name', 'endpoint', 'qom_path', 'health', 'vm_status', 'polling_interval', 'age',
@@ -42,6 +68,9 @@ _RECORD_FIELDS = ('name', 'endpoint', 'qom_path', 'health', 'vm_status', 'pollin
 CSV_COLUMNS = ('hypervisor', 'vm', 'reachable', 'health', 'vm_status', 'polling_interval', 'expected_interval',
                'age', 'total_memory', 'free_memory', 'available_memory', 'used_percent', 'available_percent',
                'compliant', 'violations', 'error')
+#: Columns added by issue 14, after the old ones (spreadsheets that pick columns by position keep working).
+CSV_COLUMNS_STATES = ('state', 'unknown_rules', 'pressure', 'headroom_percent', 'major_faults_per_s',
+                      'swap_bytes_per_s')
 
 
 def _now_iso():
@@ -72,7 +101,16 @@ def _check_rules(rules):
             expression = jmespath.compile(str(query))
         except jmespath.exceptions.JMESPathError as exc:
             raise AnsibleFilterError('rule %r: invalid JMESPath query %r: %s' % (name, str(query), exc))
+        severity_query = rule.get('severity_query')
+        severity_expression = None
+        if severity_query is not None:
+            try:
+                severity_expression = jmespath.compile(str(severity_query))
+            except jmespath.exceptions.JMESPathError as exc:
+                raise AnsibleFilterError('rule %r: invalid JMESPath severity_query %r: %s' % (name, str(severity_query), exc))
         compiled.append({'name': str(name), 'severity': severity, 'query': str(query), 'expression': expression,
+                         'severity_query': None if severity_query is None else str(severity_query),
+                         'severity_expression': severity_expression,
                          'description': str(rule.get('description') or name), 'always': bool(rule.get('always'))})
     return compiled
 
@@ -83,7 +121,129 @@ def _percent(part, whole):
     return round(100.0 * part / whole, 1)
 
 
-def vm_record(vm, hypervisor=None, expected_interval=None, min_available_percent=None):
+# ---------------------------------------------------------------------------------------------
+# Section: rates between two samples, and the pressure verdict
+# ---------------------------------------------------------------------------------------------
+
+def _counter(stats, name):
+    value = (stats or {}).get(name)
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def rates(current, previous):
+    """The rates of one VM between two samples (each with ``last_update`` and ``stats``).
+
+    Per second over the guest's own ``last_update`` delta: ``swap_in``/``swap_out`` (bytes/s),
+    ``major_faults``, ``minor_faults`` (all faults minus major; Linux's pgfault counts both);
+    ``oom_kills`` and ``alloc_stalls`` as deltas. No previous sample, a sample without an update,
+    or the same ``last_update`` give ``null``s; ``last_update`` or a counter going backwards
+    (guest reboot, QEMU >= 10 reset, migration to a fresh QEMU) gives ``null``s and ``reset: true``:
+    never a negative rate.
+    """
+    result = dict((name, None) for name in _RATE_COUNTERS + _DELTA_COUNTERS)
+    result.update(interval=None, reset=False)
+    current, previous = current or {}, previous or {}
+    now, before = current.get('last_update'), previous.get('last_update')
+    if not now or not before:
+        return result
+    if now < before:
+        result['reset'] = True
+        return result
+    if now == before:
+        return result
+    interval = now - before
+    deltas = {}
+    for name in _RATE_COUNTERS + _DELTA_COUNTERS:
+        value, old = _counter(current.get('stats'), name), _counter(previous.get('stats'), name)
+        if value is None or old is None:
+            deltas[name] = None
+        elif value < old:
+            result['reset'] = True
+            return result
+        else:
+            deltas[name] = value - old
+    result['interval'] = interval
+    for name in ('swap_in', 'swap_out', 'major_faults'):
+        if deltas[name] is not None:
+            result[name] = round(deltas[name] / float(interval), 3)
+    if deltas['minor_faults'] is not None and deltas['major_faults'] is not None:
+        result['minor_faults'] = round(max(deltas['minor_faults'] - deltas['major_faults'], 0) / float(interval), 3)
+    for name in _DELTA_COUNTERS:
+        result[name] = deltas[name]
+    return result
+
+
+def pressure(headroom, vm_rates, thresholds=None):
+    """``{'verdict', 'reasons', 'headroom_percent'}`` from headroom (available / total, %) and the rates.
+
+    high: oom_kills rose, or headroom < headroom_high and (major faults > major_faults/s or swap
+    in + out > swap_bytes/s); moderate: headroom < headroom_moderate, or alloc_stalls rose; none
+    otherwise; unknown without headroom (and no OOM kill). Headroom below headroom_high without
+    rates (the first sample) is moderate, and says that high could not be judged.
+    """
+    limits = dict(DEFAULT_PRESSURE)
+    limits.update((key, float(value)) for key, value in (thresholds or {}).items() if value is not None)
+    vm_rates = vm_rates or {}
+    reasons = []
+    high = moderate = False
+    if (vm_rates.get('oom_kills') or 0) > 0:
+        high = True
+        reasons.append('%d OOM kill%s since the previous sample' % (vm_rates['oom_kills'], '' if vm_rates['oom_kills'] == 1 else 's'))
+    if (vm_rates.get('alloc_stalls') or 0) > 0:
+        moderate = True
+        stalls = vm_rates['alloc_stalls']
+        reasons.append('%d allocation stall%s since the previous sample' % (stalls, '' if stalls == 1 else 's'))
+    if headroom is not None:
+        major = vm_rates.get('major_faults')
+        swap = None
+        if vm_rates.get('swap_in') is not None or vm_rates.get('swap_out') is not None:
+            swap = (vm_rates.get('swap_in') or 0) + (vm_rates.get('swap_out') or 0)
+        if headroom < limits['headroom_high']:
+            thrashing = []
+            if major is not None and major > limits['major_faults']:
+                thrashing.append('%g major faults/s > %g' % (major, limits['major_faults']))
+            if swap is not None and swap > limits['swap_bytes']:
+                thrashing.append('%g swap bytes/s > %g' % (swap, limits['swap_bytes']))
+            if thrashing:
+                high = True
+                reasons.append('headroom %g%% < %g%% with %s' % (headroom, limits['headroom_high'], ' and '.join(thrashing)))
+            elif major is None and swap is None:
+                moderate = True
+                reasons.append('headroom %g%% < %g%%; no rates yet (first sample), so high cannot be judged'
+                               % (headroom, limits['headroom_high']))
+            else:
+                moderate = True
+                reasons.append('headroom %g%% < %g%%' % (headroom, limits['headroom_moderate']))
+        elif headroom < limits['headroom_moderate']:
+            moderate = True
+            reasons.append('headroom %g%% < %g%%' % (headroom, limits['headroom_moderate']))
+    if high:
+        verdict = 'high'
+    elif moderate:
+        verdict = 'moderate'
+    elif headroom is None:
+        verdict = 'unknown'
+        reasons.append('no headroom: the guest sends no available_memory or total_memory')
+    else:
+        verdict = 'none'
+    return {'verdict': verdict, 'reasons': reasons, 'headroom_percent': headroom}
+
+
+def balloon_rates(current, previous):
+    """Filter: the rates between two samples of one VM (balloon_stats_info ``vms`` entries or VM records)."""
+    for label, sample in (('current', current), ('previous', previous)):
+        if sample is not None and not isinstance(sample, dict):
+            raise AnsibleFilterError('balloon_rates expects %s to be a dict with last_update and stats, got %s'
+                                     % (label, type(sample).__name__))
+    return rates(_plain(current), _plain(previous))
+
+
+# ---------------------------------------------------------------------------------------------
+# Section: records and rules
+# ---------------------------------------------------------------------------------------------
+
+def vm_record(vm, hypervisor=None, expected_interval=None, min_available_percent=None, interval_rule='at_most',
+              previous=None, pressure_thresholds=None):
     """A VM's record as the rules see it: the module's fields plus what the rules compare against."""
     vm = _plain(vm)
     record = dict((field, vm.get(field)) for field in _RECORD_FIELDS)
@@ -95,103 +255,349 @@ def vm_record(vm, hypervisor=None, expected_interval=None, min_available_percent
         stats=stats,
         available_percent=_percent(stats.get('available_memory'), stats.get('total_memory')),
         expected_interval=expected_interval,
+        interval_rule=interval_rule,
         min_available_percent=min_available_percent,
     )
+    record['rates'] = rates(record if record['reachable'] else None, previous)
+    if not record['reachable'] or record['health'] == NO_BALLOON:
+        why = 'the VM could not be read' if not record['reachable'] else 'the VM has no balloon device'
+        record['pressure'] = {'verdict': 'unknown', 'reasons': ['no stats: ' + why], 'headroom_percent': None}
+    else:
+        record['pressure'] = pressure(record['available_percent'], record['rates'], pressure_thresholds)
     return record
 
 
-def evaluate(record, rules):
-    """Apply compiled rules to a record. A rule passes when its query is true; null means unknown.
+def _inputs_missing(record, rule):
+    """Whether a rule cannot be judged on this VM at all: no data, not a pass nor a failure."""
+    if rule['always']:
+        return False
+    return not record['reachable'] or record.get('health') == NO_BALLOON
 
-    For an unreachable VM only rules marked ``always`` are evaluated; the others are unknown.
+
+def evaluate(record, rules):
+    """Apply compiled rules to a record: each rule pass, fail or unknown (a null result, or no inputs).
+
+    For an unreachable VM only rules marked ``always`` are evaluated; for a VM without a balloon
+    device too (the rest have no inputs). Those not evaluated are unknown.
     """
     results = {}
     violations = []
+    unknown = []
     for rule in rules:
-        if not record['reachable'] and not rule['always']:
-            results[rule['name']] = None
+        if _inputs_missing(record, rule):
+            value = None
+        else:
+            try:
+                value = rule['expression'].search(record)
+            except jmespath.exceptions.JMESPathError as exc:
+                raise AnsibleFilterError('rule %r failed on VM %r: %s' % (rule['name'], record.get('name'), exc))
+        if value is None:
+            results[rule['name']] = 'unknown'
+            unknown.append(rule['name'])
             continue
-        try:
-            value = rule['expression'].search(record)
-        except jmespath.exceptions.JMESPathError as exc:
-            raise AnsibleFilterError('rule %r failed on VM %r: %s' % (rule['name'], record.get('name'), exc))
-        outcome = None if value is None else bool(value)
-        results[rule['name']] = outcome
-        if outcome is False:
-            violations.append({'rule': rule['name'], 'severity': rule['severity'], 'description': rule['description'],
+        results[rule['name']] = 'pass' if value else 'fail'
+        if not value:
+            severity = rule['severity']
+            if rule['severity_expression'] is not None:
+                chosen = rule['severity_expression'].search(record)
+                severity = chosen if chosen in SEVERITIES else severity
+            violations.append({'rule': rule['name'], 'severity': severity, 'description': rule['description'],
                                'hypervisor': record.get('hypervisor'), 'vm': record.get('name')})
-    return {'compliant': not violations, 'rules': results, 'violations': violations}
+    state = 'non_compliant' if violations else ('unknown' if unknown else 'compliant')
+    return {'state': state, 'compliant': state == 'compliant', 'rules': results, 'violations': violations, 'unknown': unknown}
 
 
-def balloon_compliance(vms, rules=None, hypervisor=None, expected_interval=None, min_available_percent=None):
-    """Records with compliance for every VM of a balloon_stats_info result (its ``vms``)."""
+def _samples_by_identity(previous):
+    """The previous samples by VM identity (its endpoint: socket path, HOST:PORT or libvirt domain)."""
+    samples = {}
+    for vm in _plain(previous) or []:
+        if isinstance(vm, dict) and vm.get('endpoint'):
+            samples[vm['endpoint']] = vm
+    return samples
+
+
+def balloon_compliance(vms, rules=None, hypervisor=None, expected_interval=None, min_available_percent=None,
+                       interval_rule='at_most', previous=None, pressure_thresholds=None):
+    """Records with compliance for every VM of a balloon_stats_info result (its ``vms``).
+
+    ``previous``: the VM records (or ``vms``) of the previous gather of this hypervisor, for the rates.
+    """
     if not isinstance(vms, list):
         raise AnsibleFilterError('balloon_compliance expects the vms list of balloon_stats_info, got %s' % type(vms).__name__)
+    if interval_rule not in INTERVAL_RULES:
+        raise AnsibleFilterError('interval_rule must be one of %s, got %r' % (', '.join(INTERVAL_RULES), interval_rule))
+    thresholds = _plain(pressure_thresholds) or {}
+    if not isinstance(thresholds, dict) or set(thresholds) - set(DEFAULT_PRESSURE):
+        raise AnsibleFilterError('pressure_thresholds must be a dict with keys among %s, got %r'
+                                 % (', '.join(sorted(DEFAULT_PRESSURE)), thresholds))
     compiled = _check_rules(_plain(rules))
+    before = _samples_by_identity(previous)
     records = []
     for vm in vms:
-        record = vm_record(vm, hypervisor, expected_interval, min_available_percent)
+        endpoint = (vm or {}).get('endpoint')
+        record = vm_record(vm, hypervisor, expected_interval, min_available_percent, interval_rule,
+                           before.get(endpoint), thresholds)
         record['compliance'] = evaluate(record, compiled)
         records.append(record)
     return records
 
 
+def _state(vm):
+    compliance = vm.get('compliance') or {}
+    if compliance.get('state') in VM_STATES:
+        return compliance['state']
+    return 'compliant' if compliance.get('compliant') else 'non_compliant'
+
+
 def balloon_summary(records):
-    """The counts of a list of VM records (one hypervisor's, or the fleet's): vms, unreachable, compliant, violations."""
+    """The counts of a list of VM records (one hypervisor's, or the fleet's).
+
+    ``vms``, ``unreachable``, ``compliant``, ``non_compliant``, ``unknown`` (VMs in each state),
+    ``violations`` and ``unknown_results`` (rule results), ``by_pressure`` (VMs per verdict).
+    """
     records = _plain(records)
+    states = [_state(vm) for vm in records]
+    by_pressure = dict((verdict, 0) for verdict in ('high', 'moderate', 'none', 'unknown'))
+    for vm in records:
+        verdict = (vm.get('pressure') or {}).get('verdict', 'unknown')
+        by_pressure[verdict] = by_pressure.get(verdict, 0) + 1
     return {
         'vms': len(records),
         'unreachable': sum(1 for vm in records if not vm.get('reachable', True)),
-        'compliant': sum(1 for vm in records if vm.get('compliance', {}).get('compliant')),
+        'compliant': states.count('compliant'),
+        'non_compliant': states.count('non_compliant'),
+        'unknown': states.count('unknown'),
         'violations': sum(len(vm.get('compliance', {}).get('violations', [])) for vm in records),
+        'unknown_results': sum(len(vm.get('compliance', {}).get('unknown', [])) for vm in records),
+        'by_pressure': by_pressure,
     }
 
 
-def balloon_report(hostvars, hosts_all, hosts_ok=None, fact_name='balloon_stats'):
+# ---------------------------------------------------------------------------------------------
+# Section: the fleet report
+# ---------------------------------------------------------------------------------------------
+
+#: Why a host has no fact: Ansible tells the report which hosts dropped out of the play, not why.
+UNREACHABLE_REASON = 'Ansible could not connect to it, so none of its VMs was read'
+FAILED_REASON = 'a task failed on it before its stats were gathered (see that task in the play output), so none of its VMs was read'
+
+
+def _hypervisor_entry(host, facts, hostvars_host, in_play):
+    """One hypervisor of the report: its status (ok, unreachable, failed, no_vms) and reason."""
+    if not facts:
+        # A host that ran none of the role's tasks was never reached; one that did failed on the way.
+        reached = any(key in hostvars_host for key in ('__balloon_stats_discovered', '__balloon_stats_prepared',
+                                                       '__balloon_stats_failure'))
+        if in_play and not reached:
+            status, reason = 'failed', 'the role did not gather its stats in this play (the report entry point ran alone?)'
+        elif reached or in_play:
+            status, reason = 'failed', hostvars_host.get('__balloon_stats_failure') or FAILED_REASON
+        else:
+            status, reason = 'unreachable', UNREACHABLE_REASON
+        return {'name': host, 'status': status, 'reason': reason, 'vms': 0, 'failed_vms': 0, 'violations': 0,
+                'non_compliant': 0, 'unknown': 0, 'collected_at': None}, []
+    host_vms = facts.get('vms') or []
+    counts = balloon_summary(host_vms)
+    status, reason = facts.get('status'), facts.get('reason') or None
+    if status not in HYPERVISOR_STATUSES:
+        status, reason = ('no_vms', 'no VM found') if not host_vms else ('ok', None)
+    if not in_play and status != 'failed':
+        status, reason = 'failed', hostvars_host.get('__balloon_stats_failure') or (
+            'a task failed on it after its stats were gathered (see that task in the play output); its data is kept')
+    return {'name': host, 'status': status, 'reason': reason, 'vms': counts['vms'], 'failed_vms': counts['unreachable'],
+            'violations': counts['violations'], 'non_compliant': counts['non_compliant'], 'unknown': counts['unknown'],
+            'collected_at': facts.get('collected_at')}, host_vms
+
+
+def _collection_version():
+    """This collection's version, from the installed MANIFEST.json, else the source tree's galaxy.yml."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    try:
+        with open(os.path.join(root, 'MANIFEST.json')) as handle:
+            return json.load(handle)['collection_info']['version']
+    except (OSError, ValueError, KeyError):
+        pass
+    try:
+        with open(os.path.join(root, 'galaxy.yml')) as handle:
+            for line in handle:
+                if line.startswith('version:'):
+                    return line.split(':', 1)[1].strip().strip('"\'')
+    except OSError:
+        pass
+    return None
+
+
+def controller_provenance():
+    """Who ran the report, where, with which collection and ansible-core (the controller's own view)."""
+    try:
+        from ansible.release import __version__ as ansible_core_version
+    except ImportError:  # pragma: no cover - ansible-core always has it
+        ansible_core_version = None
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (some containers)
+        user = os.environ.get('USER')
+    return {'user': user, 'controller': socket.gethostname(), 'collection': 'qmp.balloon',
+            'collection_version': _collection_version(), 'ansible_core_version': ansible_core_version}
+
+
+def _rules_table(hostvars, hosts, fact_name):
+    """The rules as the facts recorded them (the first host that has them), for the report's rules table.
+
+    Each rule gets ``thresholds``: the parameters its query compares against, with their values
+    (``pressure`` brings the pressure thresholds).
+    """
+    for host in hosts:
+        facts = _plain((hostvars.get(host) or {}).get(fact_name)) or {}
+        if facts.get('rules'):
+            parameters = facts.get('parameters') or {}
+            table = []
+            for rule in facts['rules']:
+                query = str(rule.get('query', ''))
+                thresholds = dict((name, value) for name, value in parameters.items()
+                                  if name != 'pressure' and name in query)
+                if 'pressure' in query:
+                    thresholds.update(('pressure_' + name, value) for name, value in (parameters.get('pressure') or {}).items())
+                entry = {'name': rule.get('name'), 'description': rule.get('description') or rule.get('name'),
+                         'query': query, 'severity': rule.get('severity', 'warning'),
+                         'severity_query': rule.get('severity_query'), 'always': bool(rule.get('always')),
+                         'thresholds': thresholds}
+                table.append(entry)
+            return table, parameters
+    return [], {}
+
+
+def balloon_report(hostvars, hosts_all, hosts_ok=None, fact_name='balloon_stats', provenance=None, previous=None):
     """The fleet report from each hypervisor's ``balloon_stats`` fact.
 
     ``hosts_all`` are all hosts of the play; a host not in ``hosts_ok`` or without the
-    fact is listed as unreachable or failed, never dropped.
+    fact is listed as unreachable or failed, with its reason, never dropped.
+    ``provenance``: who ran it, where, with what (copied into the report).
+    ``previous``: the previous report (its JSON), for the ``since_last_run`` section.
     """
     hosts_ok = set(hosts_all if hosts_ok is None else hosts_ok)
     hypervisors = []
     vms = []
     for host in hosts_all:
-        facts = _plain((hostvars.get(host) or {}).get(fact_name))
-        if not facts:
-            # Ansible tells templates which hosts dropped out, not why: without the fact the host
-            # was unreachable or failed before its stats were gathered.
-            hypervisors.append({'name': host, 'status': 'unreachable' if host not in hosts_ok else 'not_gathered',
-                                'vms': 0, 'failed_vms': 0, 'violations': 0, 'collected_at': None})
-            continue
-        host_vms = facts.get('vms') or []
-        counts = balloon_summary(host_vms)
-        if host not in hosts_ok:
-            status = 'failed'   # gathered, then failed later in the play: keep its data
-        else:
-            status = 'no_vms' if not host_vms else ('vm_errors' if counts['unreachable'] else 'ok')
-        hypervisors.append({'name': host, 'status': status, 'vms': counts['vms'], 'failed_vms': counts['unreachable'],
-                            'violations': counts['violations'], 'collected_at': facts.get('collected_at')})
+        hostvars_host = hostvars.get(host) or {}
+        facts = _plain(hostvars_host.get(fact_name))
+        entry, host_vms = _hypervisor_entry(host, facts, hostvars_host, host in hosts_ok)
+        hypervisors.append(entry)
         vms.extend(host_vms)
     violations = [violation for vm in vms for violation in vm.get('compliance', {}).get('violations', [])]
+    unknown = [{'hypervisor': vm.get('hypervisor'), 'vm': vm.get('name'), 'rules': vm['compliance'].get('unknown', [])}
+               for vm in vms if _state(vm) == 'unknown']
     fleet = balloon_summary(vms)
+    by_status = dict((status, [h['name'] for h in hypervisors if h['status'] == status]) for status in HYPERVISOR_STATUSES)
     summary = {
         'hypervisors': len(hypervisors),
-        'hypervisors_unreachable': sum(1 for h in hypervisors if h['status'] in ('unreachable', 'not_gathered')),
-        'hypervisors_failed': sum(1 for h in hypervisors if h['status'] == 'failed'),
+        'hypervisors_ok': len(by_status['ok']),
+        'hypervisors_unreachable': len(by_status['unreachable']),
+        'hypervisors_failed': len(by_status['failed']),
+        'hypervisors_no_vms': len(by_status['no_vms']),
         'vms': fleet['vms'],
         'vms_unreachable': fleet['unreachable'],
         'vms_compliant': fleet['compliant'],
+        'vms_non_compliant': fleet['non_compliant'],
+        'vms_unknown': fleet['unknown'],
         'violations': fleet['violations'],
+        'unknown_results': fleet['unknown_results'],
         'by_severity': dict((severity, sum(1 for v in violations if v['severity'] == severity)) for severity in SEVERITIES),
         'by_health': {},
+        'by_pressure': fleet['by_pressure'],
     }
     for vm in vms:
         key = vm.get('health') or ('unreachable' if not vm.get('reachable', True) else 'unknown')
         summary['by_health'][key] = summary['by_health'].get(key, 0) + 1
-    summary['vms_non_compliant'] = summary['vms'] - summary['vms_compliant']
-    return {'schema_version': REPORT_SCHEMA_VERSION, 'generated_at': _now_iso(), 'summary': summary,
-            'severities': list(SEVERITIES), 'hypervisors': hypervisors, 'vms': vms, 'violations': violations}
+    rules, parameters = _rules_table(hostvars, hosts_all, fact_name)
+    origin = controller_provenance()
+    origin.update(_plain(provenance) or {})
+    report = {'schema_version': REPORT_SCHEMA_VERSION, 'generated_at': _now_iso(), 'summary': summary,
+              'headline': '', 'severities': list(SEVERITIES), 'rules': rules, 'parameters': parameters,
+              'provenance': origin, 'hypervisors': hypervisors, 'vms': vms, 'violations': violations,
+              'unknown': unknown}
+    report['findings'] = findings(report)
+    report['since_last_run'] = since_last_run(report, _plain(previous))
+    report['headline'] = headline(report)
+    return report
+
+
+def _names(names, limit=5):
+    names = list(names)
+    shown = ', '.join(names[:limit])
+    return shown + (', ...' if len(names) > limit else '')
+
+
+def headline(report):
+    """One line for the fleet: every VM and hypervisor counted in its state, reasons for the hosts that failed."""
+    summary = report['summary']
+    hypervisors = report['hypervisors']
+    parts = ['%d VMs on %d hypervisors' % (summary['vms'], summary['hypervisors'])]
+    problems = []
+    for status in ('unreachable', 'failed'):
+        hosts = [h for h in hypervisors if h['status'] == status]
+        if hosts:
+            problems.append('%d %s: %s' % (len(hosts), status, '; '.join('%s (%s)' % (h['name'], h['reason']) for h in hosts)))
+    no_vms = [h['name'] for h in hypervisors if h['status'] == 'no_vms']
+    if no_vms:
+        problems.append('%d without VMs: %s' % (len(no_vms), _names(no_vms)))
+    if problems:
+        parts[0] += ' (%s)' % '; '.join(problems)
+    by_severity = ', '.join('%d %s' % (summary['by_severity'][severity], severity) for severity in report['severities'])
+    parts.append('%d compliant, %d non-compliant, %d unknown; %d violations (%s), %d rule results unknown'
+                 % (summary['vms_compliant'], summary['vms_non_compliant'], summary['vms_unknown'], summary['violations'],
+                    by_severity, summary['unknown_results']))
+    return ': '.join(parts) + '.'
+
+
+def findings(report):
+    """What an audit found, without the values that change every run (stats, times, ages).
+
+    Each VM's state and rule results, each hypervisor's status: two runs with equal findings
+    mean "the fleet's compliance did not change".
+    """
+    return {
+        'hypervisors': dict((h['name'], h['status']) for h in report['hypervisors']),
+        'vms': dict(('%s/%s' % (vm.get('hypervisor'), vm.get('name')),
+                     {'state': _state(vm), 'rules': (vm.get('compliance') or {}).get('rules', {}),
+                      'pressure': (vm.get('pressure') or {}).get('verdict')})
+                    for vm in report['vms']),
+    }
+
+
+def since_last_run(report, previous):
+    """New and resolved violations, VMs appeared and disappeared, hypervisors whose status changed."""
+    if not previous or not isinstance(previous, dict) or not previous.get('findings'):
+        return {'previous': None, 'changed': True, 'new_violations': [], 'resolved_violations': [],
+                'vms_appeared': [], 'vms_disappeared': [], 'state_changes': [], 'hypervisor_changes': []}
+    now, before = report['findings'], previous['findings']
+
+    def failing(vms):
+        return set((vm, rule) for vm, entry in vms.items() for rule, result in entry.get('rules', {}).items() if result == 'fail')
+
+    new, old = failing(now['vms']), failing(before.get('vms', {}))
+    common = set(now['vms']) & set(before.get('vms', {}))
+    return {
+        'previous': previous.get('generated_at'),
+        'changed': now != before,
+        'new_violations': [{'vm': vm, 'rule': rule} for vm, rule in sorted(new - old)],
+        # a VM that disappeared took its violations along: they are not resolved
+        'resolved_violations': [{'vm': vm, 'rule': rule} for vm, rule in sorted(old - new) if vm in common],
+        'vms_appeared': sorted(set(now['vms']) - set(before.get('vms', {}))),
+        'vms_disappeared': sorted(set(before.get('vms', {})) - set(now['vms'])),
+        'state_changes': [{'vm': vm, 'before': before['vms'][vm].get('state'), 'after': now['vms'][vm]['state']}
+                          for vm in sorted(common) if before['vms'][vm].get('state') != now['vms'][vm]['state']],
+        'hypervisor_changes': [{'hypervisor': host, 'before': before.get('hypervisors', {}).get(host), 'after': status}
+                               for host, status in sorted(now['hypervisors'].items())
+                               if before.get('hypervisors', {}).get(host) != status],
+    }
+
+
+def _csv_value(value):
+    """CSV cells: booleans as true/false (not Python's True/False), null as empty."""
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    return '' if value is None else value
 
 
 def balloon_report_csv(report):
@@ -199,17 +605,24 @@ def balloon_report_csv(report):
     report = _plain(report)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator='\n')
-    writer.writerow(CSV_COLUMNS)
+    writer.writerow(CSV_COLUMNS + CSV_COLUMNS_STATES)
     for vm in report.get('vms', []):
         stats = vm.get('stats') or {}
         compliance = vm.get('compliance') or {}
-        writer.writerow([
+        vm_rates = vm.get('rates') or {}
+        vm_pressure = vm.get('pressure') or {}
+        swap = None
+        if vm_rates.get('swap_in') is not None or vm_rates.get('swap_out') is not None:
+            swap = (vm_rates.get('swap_in') or 0) + (vm_rates.get('swap_out') or 0)
+        writer.writerow([_csv_value(value) for value in (
             vm.get('hypervisor'), vm.get('name'), vm.get('reachable'), vm.get('health'), vm.get('vm_status'),
             vm.get('polling_interval'), vm.get('expected_interval'), vm.get('age'),
             stats.get('total_memory'), stats.get('free_memory'), stats.get('available_memory'),
             vm.get('used_percent'), vm.get('available_percent'), compliance.get('compliant'),
             ' '.join(v['rule'] for v in compliance.get('violations', [])), vm.get('error'),
-        ])
+            _state(vm), ' '.join(compliance.get('unknown', [])), vm_pressure.get('verdict'),
+            vm_pressure.get('headroom_percent'), vm_rates.get('major_faults'), swap,
+        )])
     return out.getvalue()
 
 
@@ -218,6 +631,7 @@ class FilterModule(object):
     def filters(self):
         return {
             'balloon_compliance': balloon_compliance,
+            'balloon_rates': balloon_rates,
             'balloon_report': balloon_report,
             'balloon_summary': balloon_summary,
             'balloon_report_csv': balloon_report_csv,

@@ -122,6 +122,7 @@ class BalloonModule(object):
         else:
             self.targets = selection.targets
             self.single = selection.single
+            self.empty_globs = selection.empty_globs
             if self.transport == TRANSPORT_LIBVIRT:
                 self.executor = LibvirtExecutor(libvirt_uri(self.params), all_domains=selection.all_domains)
             else:
@@ -147,6 +148,8 @@ class BalloonModule(object):
         for result in results:
             result.pop('_cause', None)
         output = dict(changed=changed, vms=results)
+        if getattr(self, 'empty_globs', None) is not None:
+            output['empty_globs'] = self.empty_globs
         if self.single and results:
             output.update((key, value) for key, value in results[0].items() if key not in _NOT_AT_TOP)
         if diff is not None and self.module._diff:

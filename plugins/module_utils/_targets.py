@@ -44,10 +44,12 @@ class InputError(Exception):
 class Selection(object):
     """The VMs of a task: ``targets`` in input order, ``single`` (one VM, its fields at the top level), ``all_domains``."""
 
-    def __init__(self, targets, single, all_domains=False):
+    def __init__(self, targets, single, all_domains=False, empty_globs=None):
         self.targets = targets
         self.single = single
         self.all_domains = all_domains
+        #: With allow_empty: the globs of ``sockets`` that matched no socket, each with why (None without ``sockets``).
+        self.empty_globs = empty_globs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,28 +148,29 @@ def _fixed_directory(pattern):
     return directory
 
 
-def _no_match(label, pattern):
-    """One sentence for a glob that matched no socket: why, and the way to accept it."""
+def _no_match(label, pattern, accept='; set allow_empty: true to accept a glob that matches nothing'):
+    """One sentence for a glob that matched no socket: why, and (``accept``) the way to accept it."""
     directory = _fixed_directory(pattern)
-    accept = 'set allow_empty: true to accept a glob that matches nothing'
     if not os.path.isdir(directory):
-        return '%s: %s matches nothing: the directory %s does not exist on this host; %s' % (label, pattern, directory, accept)
+        return '%s: %s matches nothing: the directory %s does not exist on this host%s' % (label, pattern, directory, accept)
     if not os.access(directory, os.R_OK | os.X_OK):
         return ('%s: permission denied listing %s: run as a user that may read it (usually root, with become: true)'
                 % (label, directory))
     others = len(glob.glob(pattern))
     if others:
-        return '%s: %s matches %d file%s but no socket; %s' % (label, pattern, others, '' if others == 1 else 's', accept)
-    return '%s: no socket matches %s on this host; %s' % (label, pattern, accept)
+        return '%s: %s matches %d file%s but no socket%s' % (label, pattern, others, '' if others == 1 else 's', accept)
+    return '%s: no socket matches %s on this host%s' % (label, pattern, accept)
 
 
-def expand_sockets(patterns, allow_empty, errors):
+def expand_sockets(patterns, allow_empty, errors, empty_globs=None):
     """``[(label, path)]``: the sockets ``sockets`` names, each entry's matches sorted by path.
 
     A plain path is taken as given (checked like ``socket``); a shell glob keeps only the
     sockets it matches (a Proxmox directory also holds ``.pid`` files). A glob that matches no
     socket is an error unless ``allow_empty``. Each socket comes once, told apart by device and
     inode, so ``/var/run/x/*.qmp`` and ``/run/x/*.qmp`` (a symlinked directory) are one VM each.
+    With ``allow_empty``, each glob that matched nothing is appended to ``empty_globs`` (when given)
+    with its reason: a missing directory (a typo, another platform's path) is not an empty one.
     """
     found = []
     seen = set()
@@ -190,6 +193,10 @@ def expand_sockets(patterns, allow_empty, errors):
         matches = [path for path in sorted(glob.glob(pattern)) if _socket_node(path) is not None]
         if not matches and not allow_empty:
             errors.append(_no_match(label, pattern))
+        elif not matches and empty_globs is not None:
+            directory = _fixed_directory(pattern)
+            empty_globs.append({'glob': pattern, 'directory': directory, 'directory_exists': os.path.isdir(directory),
+                                'msg': _no_match(label, pattern, accept='')})
         for path in matches:
             node = _socket_node(path)
             if node not in seen:
@@ -337,10 +344,10 @@ class _LibvirtInput(object):
 # Section: the one loop
 # ---------------------------------------------------------------------------------------------
 
-def _sockets_entries(params, explicit, errors):
+def _sockets_entries(params, explicit, errors, empty_globs=None):
     """The entries of the sockets ``sockets`` names, after the explicit ``targets``; a socket given in both counts once, there."""
     given = set(_socket_node(entry['socket']) for _label, entry in explicit if entry.get('socket'))
-    return [(label, {'socket': path}) for label, path in expand_sockets(params['sockets'], params['allow_empty'], errors)
+    return [(label, {'socket': path}) for label, path in expand_sockets(params['sockets'], params['allow_empty'], errors, empty_globs)
             if _socket_node(path) is None or _socket_node(path) not in given]
 
 
@@ -363,8 +370,10 @@ def build(params, libvirt_only=LIBVIRT_ONLY_OPTIONS):
         entries = [(None, params)]
     else:
         entries = [('targets[%d]' % index, entry) for index, entry in enumerate(params['targets'] or [])]
+    empty_globs = None
     if not libvirt and params['sockets'] is not None:
-        entries.extend(_sockets_entries(params, entries, errors))
+        empty_globs = []
+        entries.extend(_sockets_entries(params, entries, errors, empty_globs))
     targets = []
     names = {}
     keys = {}
@@ -384,4 +393,4 @@ def build(params, libvirt_only=LIBVIRT_ONLY_OPTIONS):
         targets.append(target)
     if errors:
         raise InputError(invalid_input(errors))
-    return Selection(targets, single, all_domains=libvirt and bool(params['all_domains']))
+    return Selection(targets, single, all_domains=libvirt and bool(params['all_domains']), empty_globs=empty_globs)

@@ -79,6 +79,16 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+empty_globs:
+  description:
+    - The globs of O(sockets) that matched no socket (only possible with O(allow_empty=true)), each with C(glob),
+      C(directory) (its literal directory part), C(directory_exists) and C(msg) (one sentence saying why).
+    - A missing directory usually means a typo or another platform's path, an existing empty one a hypervisor without VMs.
+  returned: when O(sockets) is given
+  type: list
+  elements: dict
+  sample: [{"glob": "/var/run/qemu-sever/*.qmp", "directory": "/var/run/qemu-sever", "directory_exists": false,
+            "msg": "sockets[0]: /var/run/qemu-sever/*.qmp matches nothing: the directory /var/run/qemu-sever does not exist on this host"}]
 vms:
   description: One entry per VM, in the order of O(targets) (one entry for a single VM).
   returned: always

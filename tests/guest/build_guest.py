@@ -37,6 +37,8 @@ UNLOADED_MARKER = 'QMPBALLOON-GUEST-BALLOON-DRIVER-UNLOADED'
 # virtio_pci is the transport, virtio_balloon the driver; modprobe orders their dependencies.
 # button (ACPI power button) arms a wakeup source, so QMP system_powerdown thaws a frozen guest.
 MODULES = ('virtio_pci', 'virtio_balloon', 'button')
+# swap=MIB (issue 14): a zram swap device; lzo_rle is zram's default compressor (a module here).
+SWAP_MODULES = ('lzo_rle', 'zram')
 BUSYBOX_CANDIDATES = ('/bin/busybox', '/usr/bin/busybox')
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_OUT = os.path.join(REPO_ROOT, 'tests', 'output', 'guest')
@@ -111,6 +113,31 @@ if [ -n "$freeze_after" ]; then
         echo "@FREEZE@"
         echo freeze > /sys/power/state || echo "@ERROR@ echo freeze > /sys/power/state failed"
         echo "@THAW@"
+    ) &
+fi
+
+# swap=MIB (issue 14): a zram swap device of MIB MiB. pressure=MIB: a tmpfs file of MIB MiB
+# rewritten for ever; more than the guest's memory, it goes to swap and comes back (swap
+# traffic, headroom near 0), the memory pressure the role's verdict must call high.
+swap=0
+pressure=0
+for arg in $(cat /proc/cmdline); do
+    case "$arg" in
+        swap=*) swap="${arg#swap=}" ;;
+        pressure=*) pressure="${arg#pressure=}" ;;
+    esac
+done
+if [ "$swap" -gt 0 ] 2>/dev/null; then
+    { echo "${swap}M" > /sys/block/zram0/disksize && mkswap /dev/zram0 >/dev/null && swapon /dev/zram0; } \
+        || echo "@ERROR@ zram swap of $swap MiB failed"
+fi
+if [ "$pressure" -gt 0 ] 2>/dev/null; then
+    mkdir -p /pressure
+    mount -t tmpfs -o size="$((pressure + 1))m" tmpfs /pressure
+    (
+        while :; do
+            dd if=/dev/zero of=/pressure/fill bs=1M count="$pressure" conv=notrunc 2>/dev/null
+        done
     ) &
 fi
 
@@ -299,7 +326,7 @@ def build(out=DEFAULT_OUT, version=None):
             result = json.load(handle)
         result['cached'] = True
         return result
-    modules = module_order(version)
+    modules = module_order(version, MODULES + SWAP_MODULES)
     data = initramfs_bytes(modules, find_busybox())
     result = {'kernel': kernel, 'initrd': initrd, 'kernel_version': version, 'modules': [os.path.basename(path) for path in modules]}
     os.makedirs(target_dir, exist_ok=True)

@@ -173,7 +173,8 @@ def qemu_command(guest, mem, kernel=None, initrd=None, append='', tcp_port=None,
 
 
 def start(name, directory, mem=None, churn=0, freeze_after=None, guest_os=True, tcp_port=None, balloon='id', paused=False,
-          cache=build_guest.DEFAULT_OUT, incoming=None, no_balloon_driver=False, unload_balloon_driver_after=None):
+          cache=build_guest.DEFAULT_OUT, incoming=None, no_balloon_driver=False, unload_balloon_driver_after=None,
+          swap=0, pressure=0):
     """Start guest `name` daemonized and return its metadata dict; does not wait for the boot.
 
     balloon: 'id' (/machine/peripheral/balloon0), 'anon' (no id=) or None (no balloon).
@@ -209,6 +210,10 @@ def start(name, directory, mem=None, churn=0, freeze_after=None, guest_os=True, 
             append.append('no_balloon_driver')
         if unload_balloon_driver_after is not None:
             append.append('unload_balloon_after=%d' % unload_balloon_driver_after)
+        if swap:
+            append.append('swap=%d' % swap)          # issue 14: a zram swap device of MIB MiB
+        if pressure:
+            append.append('pressure=%d' % pressure)  # issue 14: a tmpfs file of MIB MiB rewritten for ever
     if mem is None:
         mem = DEFAULT_MEM if guest_os else NO_GUEST_MEM
     command = qemu_command(guest, mem, kernel, initrd, ' '.join(append), tcp_port, balloon, paused, incoming)
@@ -383,7 +388,8 @@ def _print_json(value):
 def _command_start(args):
     balloon = None if args.no_balloon else ('anon' if args.anon_balloon else 'id')
     _print_json(start(args.name, args.dir, args.mem, args.churn, args.freeze_after, not args.no_guest, args.tcp, balloon, args.S,
-                      args.cache, args.incoming, args.no_balloon_driver, args.unload_balloon_driver_after))
+                      args.cache, args.incoming, args.no_balloon_driver, args.unload_balloon_driver_after,
+                      swap=args.swap, pressure=args.pressure))
     return 0
 
 
@@ -442,6 +448,9 @@ def main(argv=None):
     group.add_argument('--anon-balloon', action='store_true', help='balloon without id= (%s)' % ANON_BALLOON_PATH)
     sub.add_argument('-S', action='store_true', help='start paused (status prelaunch) until "qmp NAME cont"')
     sub.add_argument('--cache', default=build_guest.DEFAULT_OUT, help='initramfs cache (default: %(default)s)')
+    sub.add_argument('--swap', type=int, default=0, metavar='MIB', help='a zram swap device of MIB MiB in the guest')
+    sub.add_argument('--pressure', type=int, default=0, metavar='MIB',
+                     help='guest rewrites a MIB MiB tmpfs file for ever (with --swap and MIB above its memory: swapping)')
     sub.set_defaults(run=_command_start)
 
     sub = commands.add_parser('wait', help='wait until each guest reported stats; prints JSON')

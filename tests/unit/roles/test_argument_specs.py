@@ -42,4 +42,5 @@ def test_spec_defaults_are_the_role_defaults(entry):
 def test_builtin_rules_default_is_shown():
     assert SPECS['gather']['options']['balloon_stats_builtin_rules']['default'] == DEFAULTS['balloon_stats_builtin_rules']
     assert [rule['name'] for rule in DEFAULTS['balloon_stats_builtin_rules']] == [
-        'reachable', 'polling_interval', 'driver_reporting', 'data_fresh', 'min_available_memory']
+        'reachable', 'polling_interval', 'driver_reporting', 'data_fresh', 'min_available_memory',
+        'memory_pressure']

@@ -10,8 +10,11 @@ hypervisor H lives in WORK/H; each command prints one JSON document.
 
     python fleet.py start WORK             make WORK/H for every local hypervisor, start all VMs at once
     python fleet.py wait WORK [SECONDS]    wait until every real guest sent its first stats
-    python fleet.py stop WORK              stop every VM started in WORK/* (and nothing else)
+    python fleet.py stop WORK [HOST NAME]  stop every VM started in WORK/* (and nothing else), or one VM
     python fleet.py interval DIR NAME...   guest-stats-polling-interval of each VM, read with qom-get
+    python fleet.py swapper WORK HOST NAME SECONDS
+                                           start a real guest made to swap (128 MiB, zram swap, a 200 MiB
+                                           tmpfs file rewritten for ever) in WORK/HOST, wait for its stats
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ def hypervisors():
             walk(child or {})
 
     walk(inventory['all']['children']['hypervisors'])
+    walk(inventory['all']['children'].get('audit_hosts') or {})   # issue 14's runs 6-8
     return found
 
 
@@ -75,7 +79,7 @@ def start(vm, work):
     def one(job):
         host, spec = job
         meta = vm.start(spec['name'], os.path.join(work, host), mem=spec.get('mem'), guest_os=spec.get('guest', False),
-                        cache=cache)
+                        cache=cache, balloon='id' if spec.get('balloon', True) else None)
         return '%s/%s' % (host, spec['name']), {'pid': meta['pid'], 'mem': meta['mem'], 'guest_os': meta['guest_os']}
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(jobs) or 1) as pool:
@@ -94,7 +98,10 @@ def wait(vm, work, timeout):
         return dict(pool.map(one, jobs))
 
 
-def stop(vm, work):
+def stop(vm, work, only=None):
+    if only:
+        host, name = only
+        return {host: vm.stop(os.path.join(work, host), [name])}
     result = {}
     for entry in sorted(os.listdir(work)) if os.path.isdir(work) else []:
         directory = os.path.join(work, entry)
@@ -108,8 +115,16 @@ def interval(vm, directory, names):
     return dict((name, vm.qmp(directory, name, 'qom-get', {'path': path, 'property': PROPERTY})) for name in names)
 
 
+def swapper(vm, work, host, name, timeout):
+    directory = os.path.join(work, host)
+    os.makedirs(directory, exist_ok=True)
+    cache = os.path.join(os.path.dirname(os.path.dirname(vm.__file__)), 'output', 'guest')
+    meta = vm.start(name, directory, mem=128, swap=256, pressure=200, cache=cache)
+    return {'pid': meta['pid'], 'ready': vm.wait_ready(directory, [name], timeout)}
+
+
 def main(argv):
-    if len(argv) < 2 or argv[0] not in ('start', 'wait', 'stop', 'interval'):
+    if len(argv) < 2 or argv[0] not in ('start', 'wait', 'stop', 'interval', 'swapper'):
         sys.stderr.write(__doc__)
         return 2
     vm = load_vm_helper()
@@ -119,8 +134,10 @@ def main(argv):
             result = start(vm, target)
         elif action == 'wait':
             result = wait(vm, target, float(argv[2]) if len(argv) > 2 else vm.DEFAULT_WAIT)
+        elif action == 'swapper':
+            result = swapper(vm, target, argv[2], argv[3], float(argv[4]))
         elif action == 'stop':
-            result = stop(vm, target)
+            result = stop(vm, target, argv[2:4] if len(argv) >= 4 else None)
         else:
             result = interval(vm, target, argv[2:])
     except (vm.VMError, vm.QMPError, vm.build_guest.BuildError) as exc:

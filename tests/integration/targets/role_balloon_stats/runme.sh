@@ -7,6 +7,10 @@
 #   3 gather.yml             main entry point over the fleet, writes the reports         (exit 4: hv-down)
 #   4 verify.yml             cached facts, JSON/CSV/HTML reports, user rule, bad input   (exit 0)
 #   5 fail_on_violation.yml  report with balloon_stats_fail_on_violation                  (exit 2)
+#   6 audit.yml              issue 14: a misspelled glob (failed), no balloon (unknown), the gate (exit 0)
+#   7 audit_again.yml        nothing changed: changed=0, "since last run" says so       (exit 0)
+#   8 audit_again.yml        after s1 was stopped: "since last run" names it           (exit 0)
+#   9 pressure.yml           a real guest swapping (zram): pressure high, memory_pressure (exit 0)
 # fleet.py boots the VMs before run 1 (all at once) and stops every one of them on exit,
 # whatever happens.
 set -eux -o pipefail
@@ -124,12 +128,15 @@ step discover_once
 step guests_ready
 
 # 3: the whole fleet through the main entry point; hv-down is unreachable (exit 4), nothing failed
-run 4 "${work}/gather.log" gather.yml "${common[@]}"
+ANSIBLE_SHOW_CUSTOM_STATS=1 run 4 "${work}/gather.log" gather.yml "${common[@]}"
 grep -E -q '^hv-down +: .* unreachable=1 +failed=0 ' "${work}/gather.log"
 for host in hv1 hv2 hv3 hv-empty; do
     grep -E -q "^${host} +: .* unreachable=0 +failed=0 " "${work}/gather.log"
 done
-grep -q '6 VMs on 5 hypervisors (1 unreachable): 1 compliant, 5 not, 9 violations (4 critical, 4 warning, 1 info)' "${work}/gather.log"
+# the unreachable host and the hypervisor without VMs are in the headline, with every state counted
+grep -q '6 VMs on 5 hypervisors (1 unreachable: hv-down (Ansible could not connect to it, so none of its VMs was read); 1 without VMs: hv-empty): 1 compliant, 5 non-compliant, 0 unknown; 9 violations (4 critical, 4 warning, 1 info), 12 rule results unknown.' "${work}/gather.log"
+# set_stats: the report's data is in the play's custom stats (AWX keeps them as job artifacts)
+grep -A3 '^CUSTOM STATS' "${work}/gather.log" | grep -q '"balloon_stats_report": {.*"headline": "6 VMs on 5 hypervisors'
 if grep -E ' failed=[1-9]' "${work}/gather.log"; then
     exit 1
 fi
@@ -150,3 +157,30 @@ for kind in json csv html; do
     test -s "${work}/report-fail/balloon-stats.${kind}"
 done
 step fail_on_violation
+
+# 6: issue 14's three states on real QEMU, the first audit run (report-audit), require_balloon, the gate
+run 0 "${work}/audit.log" audit.yml "${common[@]}"
+step audit
+
+# 7: the same fleet again: the report's findings did not change, so nothing is changed
+# (--tags: the role's phases are tags; configure and prepare are not run, gather runs its own prepare)
+run 0 "${work}/audit_same.log" audit_again.yml "${common[@]}" -e rbs_expect=same --tags gather,report
+grep -q 'TASK \[qmp.balloon.balloon_stats : Read the stats of every VM of this hypervisor\]' "${work}/audit_same.log"
+if grep -q 'TASK \[qmp.balloon.balloon_stats : Set the polling interval' "${work}/audit_same.log"; then
+    exit 1
+fi
+grep -E -q '^hv-audit +: ok=[0-9]+ +changed=0 ' "${work}/audit_same.log"
+grep -E -q '^hv-typo +: ok=[0-9]+ +changed=0 ' "${work}/audit_same.log"
+
+# 8: s1 stopped between the runs: "since last run" names it; the HTML rendered (unknown VM not green)
+"${python}" fleet.py stop "${work}" hv-audit s1
+run 0 "${work}/audit_gone.log" audit_again.yml "${common[@]}" -e rbs_expect=gone -e "rbs_chromium=${chromium}"
+grep -E -q '^hv-audit +: ok=[0-9]+ +changed=[1-9]' "${work}/audit_gone.log"
+step audit_again
+
+# 9: a real guest made to swap (tests/guest: a zram swap device, a tmpfs file larger than its
+# memory rewritten for ever); started only now, since it keeps a core busy
+"${python}" fleet.py swapper "${work}" hv-pressure sw 120
+run 0 "${work}/pressure.log" pressure.yml "${common[@]}"
+"${python}" fleet.py stop "${work}" hv-pressure sw
+step pressure

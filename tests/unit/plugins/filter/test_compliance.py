@@ -47,35 +47,76 @@ def failed_vm(name):
             'msg': '%s (unix:/run/%s.qmp): nothing is listening' % (name, name)}
 
 
-# (vm, expected failing built-in rules)
+# (vm, expected failing built-in rules, expected state, expected unknown rules)
+NO_STATS = {'total_memory': None, 'free_memory': None, 'available_memory': None}
 CASES = [
-    (vm('good'), []),
-    (vm('wrong-interval', polling_interval=5), ['polling_interval']),
-    (vm('disabled', polling_interval=0, health='polling_disabled'), ['polling_interval', 'data_fresh']),
-    (vm('no-driver', last_update=0, age=None, health='never_updated', used_percent=None,
-        stats={'total_memory': None, 'free_memory': None, 'available_memory': None}), ['driver_reporting', 'data_fresh']),
-    (vm('stale', age=100, health='stale'), ['data_fresh']),
-    (vm('low-memory', stats={'total_memory': 4 * GIB, 'free_memory': 0, 'available_memory': GIB // 20}), ['min_available_memory']),
-    (vm('unknown-available', stats={'total_memory': 4 * GIB, 'free_memory': GIB}), []),     # null is unknown, not a violation
-    (failed_vm('dead'), ['reachable']),
+    (vm('good'), [], 'compliant', []),
+    # at_most (the default): polling on and not slower than expected; Proxmox's 2 s passes
+    (vm('faster-interval', polling_interval=2), [], 'compliant', []),
+    (vm('slower-interval', polling_interval=30), ['polling_interval'], 'non_compliant', []),
+    (vm('disabled', polling_interval=0, health='polling_disabled'), ['polling_interval', 'data_fresh'], 'non_compliant', []),
+    (vm('no-driver', last_update=0, age=None, health='never_updated', used_percent=None, stats=dict(NO_STATS)),
+     ['driver_reporting', 'data_fresh'], 'non_compliant', ['min_available_memory', 'memory_pressure']),
+    (vm('stale', age=100, health='stale'), ['data_fresh'], 'non_compliant', []),
+    (vm('low-memory', stats={'total_memory': 4 * GIB, 'free_memory': 0, 'available_memory': GIB // 20}),
+     ['min_available_memory', 'memory_pressure'], 'non_compliant', []),
+    # the issue's VM: 2 GiB total, 10 MiB free, available_memory null: unknown, never compliant
+    (vm('unknown-available', stats={'total_memory': 2 * GIB, 'free_memory': 10 * 1048576, 'available_memory': None}),
+     [], 'unknown', ['min_available_memory', 'memory_pressure']),
+    (failed_vm('dead'), ['reachable'], 'non_compliant',
+     ['polling_interval', 'driver_reporting', 'data_fresh', 'min_available_memory', 'memory_pressure']),
+    # no balloon device (issue 13's state): its rules have no inputs, the VM is unknown, not a pass nor a violation
+    (vm('no-balloon', health='no_balloon_device', polling_interval=None, last_update=None, age=None, stats={},
+        used_percent=None, qom_path=None), [], 'unknown',
+     ['polling_interval', 'driver_reporting', 'data_fresh', 'min_available_memory', 'memory_pressure']),
 ]
 
 
-@pytest.mark.parametrize('entry, failing', CASES, ids=[case[0]['name'] for case in CASES])
-def test_builtin_rules(entry, failing):
+@pytest.mark.parametrize('entry, failing, state, unknown', CASES, ids=[case[0]['name'] for case in CASES])
+def test_builtin_rules(entry, failing, state, unknown):
     records = compliance.balloon_compliance([entry], rules=BUILTIN, hypervisor='hv1', expected_interval=10, min_available_percent=10)
     record = records[0]
-    assert sorted(v['rule'] for v in record['compliance']['violations']) == sorted(failing)
-    assert record['compliance']['compliant'] is (not failing)
+    result = record['compliance']
+    assert sorted(v['rule'] for v in result['violations']) == sorted(failing)
+    assert result['state'] == state
+    assert result['compliant'] is (state == 'compliant')
+    assert sorted(result['unknown']) == sorted(unknown)
+    assert set(result['rules'].values()) <= set(compliance.RULE_RESULTS)
+    assert sorted(name for name, value in result['rules'].items() if value == 'fail') == sorted(failing)
+    assert sorted(name for name, value in result['rules'].items() if value == 'unknown') == sorted(unknown)
     assert record['hypervisor'] == 'hv1'
+
+
+# (interval rule, polling interval, expected result of the polling_interval rule)
+INTERVAL_CASES = [
+    ('at_most', 10, 'pass'), ('at_most', 2, 'pass'), ('at_most', 1, 'pass'), ('at_most', 11, 'fail'), ('at_most', 0, 'fail'),
+    ('exact', 10, 'pass'), ('exact', 2, 'fail'), ('exact', 11, 'fail'), ('exact', 0, 'fail'),
+]
+
+
+@pytest.mark.parametrize('rule, interval, expected', INTERVAL_CASES)
+def test_interval_rule(rule, interval, expected):
+    entry = vm('v', polling_interval=interval, health='ok' if interval else 'polling_disabled')
+    [record] = compliance.balloon_compliance([entry], rules=BUILTIN, expected_interval=10, min_available_percent=10,
+                                             interval_rule=rule)
+    assert record['interval_rule'] == rule
+    assert record['compliance']['rules']['polling_interval'] == expected
+
+
+def test_interval_rule_is_checked():
+    with pytest.raises(AnsibleFilterError, match="interval_rule must be one of at_most, exact, got 'sometimes'"):
+        compliance.balloon_compliance([vm('a')], rules=BUILTIN, interval_rule='sometimes')
 
 
 def test_unreachable_vm_only_evaluates_always_rules():
     record = compliance.balloon_compliance([failed_vm('dead')], rules=BUILTIN, expected_interval=10, min_available_percent=10)[0]
     assert record['reachable'] is False
     assert record['error'].startswith('dead (unix:/run/dead.qmp)')
-    assert record['compliance']['rules'] == {'reachable': False, 'polling_interval': None, 'driver_reporting': None,
-                                             'data_fresh': None, 'min_available_memory': None}
+    assert record['compliance']['rules'] == {'reachable': 'fail', 'polling_interval': 'unknown', 'driver_reporting': 'unknown',
+                                             'data_fresh': 'unknown', 'min_available_memory': 'unknown',
+                                             'memory_pressure': 'unknown'}
+    assert record['pressure']['verdict'] == 'unknown'
+    assert record['rates']['interval'] is None
 
 
 def test_user_rule_flags_exactly_the_matching_vms():
@@ -85,6 +126,7 @@ def test_user_rule_flags_exactly_the_matching_vms():
     rule = {'name': 'big_enough', 'query': 'stats.total_memory >= `2147483648`', 'severity': 'critical'}
     records = compliance.balloon_compliance(vms, rules=[rule])
     assert [r['name'] for r in records if not r['compliance']['compliant']] == ['c']
+    assert [r['compliance']['state'] for r in records] == ['compliant', 'compliant', 'non_compliant']
     expected = {'rule': 'big_enough', 'severity': 'critical', 'description': 'big_enough', 'hypervisor': None, 'vm': 'c'}
     assert records[2]['compliance']['violations'][0] == expected
 
@@ -95,6 +137,7 @@ def test_user_rule_flags_exactly_the_matching_vms():
     ([{'name': 'x', 'query': 'a'}, {'name': 'x', 'query': 'b'}], 'used twice'),
     ([{'name': 'x', 'query': 'a', 'severity': 'fatal'}], 'severity must be one of'),
     ([{'name': 'x', 'query': 'stats.[['}], 'invalid JMESPath query'),
+    ([{'name': 'x', 'query': 'a', 'severity_query': '[['}], 'invalid JMESPath severity_query'),
     (['not a dict'], 'must be a dict'),
 ])
 def test_bad_rules_are_refused(rules, message):
@@ -105,33 +148,52 @@ def test_bad_rules_are_refused(rules, message):
 def test_report_lists_every_host_and_counts():
     hv1 = compliance.balloon_compliance([vm('a'), vm('b', polling_interval=0, health='polling_disabled')], rules=BUILTIN,
                                         hypervisor='hv1', expected_interval=10, min_available_percent=10)
-    hv2 = compliance.balloon_compliance([failed_vm('c')], rules=BUILTIN, hypervisor='hv2', expected_interval=10, min_available_percent=10)
-    hostvars = {'hv1': {'balloon_stats': {'vms': hv1, 'collected_at': 'T1'}},
-                'hv2': {'balloon_stats': {'vms': hv2, 'collected_at': 'T2'}},
-                'hv3': {}, 'hv4': {'balloon_stats': {'vms': []}}}
-    report = compliance.balloon_report(hostvars, ['hv1', 'hv2', 'hv3', 'hv4', 'hv5'], ['hv1', 'hv2', 'hv4', 'hv5'])
-    assert report['schema_version'] == 1
+    hv2 = compliance.balloon_compliance([failed_vm('c'), vm('d', stats={'total_memory': GIB})], rules=BUILTIN,
+                                        hypervisor='hv2', expected_interval=10, min_available_percent=10)
+    hostvars = {'hv1': {'balloon_stats': {'vms': hv1, 'collected_at': 'T1', 'status': 'ok'}},
+                'hv2': {'balloon_stats': {'vms': hv2, 'collected_at': 'T2', 'status': 'ok'}},
+                'hv3': {},
+                'hv4': {'balloon_stats': {'vms': [], 'status': 'no_vms', 'reason': 'no VM found (no socket matches /run/x/*.qmp)'}},
+                'hv5': {'__balloon_stats_discovered': {}, '__balloon_stats_failure': 'No VM found on hv5: ... (balloon_stats_require_vms is true)'},
+                'hv6': {'balloon_stats': {'vms': [], 'status': 'failed',
+                                          'reason': 'sockets[0]: /run/typo/*.qmp matches nothing: the directory /run/typo does not exist on this host'}}}
+    report = compliance.balloon_report(hostvars, ['hv1', 'hv2', 'hv3', 'hv4', 'hv5', 'hv6'], ['hv1', 'hv2', 'hv4', 'hv6'])
+    assert report['schema_version'] == 2
     statuses = dict((h['name'], h['status']) for h in report['hypervisors'])
-    assert statuses == {'hv1': 'ok', 'hv2': 'vm_errors', 'hv3': 'unreachable', 'hv4': 'no_vms', 'hv5': 'not_gathered'}
+    assert statuses == {'hv1': 'ok', 'hv2': 'ok', 'hv3': 'unreachable', 'hv4': 'no_vms', 'hv5': 'failed', 'hv6': 'failed'}
+    reasons = dict((h['name'], h['reason']) for h in report['hypervisors'])
+    assert reasons['hv1'] is None
+    assert reasons['hv3'] == compliance.UNREACHABLE_REASON
+    assert reasons['hv5'].endswith('(balloon_stats_require_vms is true)')
+    assert 'does not exist' in reasons['hv6']
     summary = report['summary']
-    assert summary['vms'] == 3
-    assert summary['vms_compliant'] == 1
-    assert summary['vms_non_compliant'] == 2
+    assert (summary['vms'], summary['vms_compliant'], summary['vms_non_compliant'], summary['vms_unknown']) == (4, 1, 2, 1)
     assert summary['vms_unreachable'] == 1
-    assert summary['hypervisors_unreachable'] == 2
+    assert (summary['hypervisors_ok'], summary['hypervisors_unreachable'], summary['hypervisors_failed'],
+            summary['hypervisors_no_vms']) == (2, 1, 2, 1)
     assert summary['violations'] == 3           # b: polling_interval + data_fresh; c: reachable
     assert summary['by_severity'] == {'critical': 2, 'warning': 1, 'info': 0}
-    assert summary['by_health'] == {'ok': 1, 'polling_disabled': 1, 'unreachable': 1}
+    assert summary['by_health'] == {'ok': 2, 'polling_disabled': 1, 'unreachable': 1}
+    assert report['unknown'] == [{'hypervisor': 'hv2', 'vm': 'd', 'rules': ['min_available_memory', 'memory_pressure']}]
+    # every state is in the headline, with the reasons of the hypervisors not audited
+    headline = report['headline']
+    assert headline.startswith('4 VMs on 6 hypervisors (1 unreachable: hv3 (Ansible could not connect')
+    assert '2 failed: hv5 (No VM found on hv5' in headline
+    assert 'hv6 (sockets[0]: /run/typo/*.qmp matches nothing' in headline
+    assert '1 without VMs: hv4' in headline
+    assert '1 compliant, 2 non-compliant, 1 unknown; 3 violations (2 critical, 1 warning, 0 info)' in headline
 
 
 def test_summary_counts_one_hosts_records_like_the_report():
     records = compliance.balloon_compliance([vm('a'), vm('b', polling_interval=0, health='polling_disabled'), failed_vm('c')], rules=BUILTIN,
                                             hypervisor='hv1', expected_interval=10, min_available_percent=10)
-    assert compliance.balloon_summary(records) == {'vms': 3, 'unreachable': 1, 'compliant': 1, 'violations': 3}
-    assert compliance.balloon_summary([]) == {'vms': 0, 'unreachable': 0, 'compliant': 0, 'violations': 0}
+    assert compliance.balloon_summary(records) == {
+        'vms': 3, 'unreachable': 1, 'compliant': 1, 'non_compliant': 2, 'unknown': 0, 'violations': 3, 'unknown_results': 5,
+        'by_pressure': {'high': 0, 'moderate': 0, 'none': 2, 'unknown': 1}}
+    assert compliance.balloon_summary([])['vms'] == 0
     report = compliance.balloon_report({'hv1': {'balloon_stats': {'vms': records}}}, ['hv1'])
     [hypervisor] = report['hypervisors']
-    assert (hypervisor['vms'], hypervisor['failed_vms'], hypervisor['violations']) == (3, 1, 3)
+    assert (hypervisor['vms'], hypervisor['failed_vms'], hypervisor['violations'], hypervisor['non_compliant']) == (3, 1, 3, 2)
     assert report['severities'] == ['critical', 'warning', 'info'] == list(compliance.SEVERITIES)
     assert list(report['summary']['by_severity']) == report['severities']
 
@@ -142,12 +204,188 @@ def test_csv_has_one_row_per_vm_and_escapes():
     report = compliance.balloon_report({'hv1': {'balloon_stats': {'vms': records}}}, ['hv1'])
     rows = list(csv.DictReader(io.StringIO(compliance.balloon_report_csv(report))))
     assert [row['vm'] for row in rows] == ['a', 'b,"quoted"', 'c']
-    assert list(rows[0].keys()) == list(compliance.CSV_COLUMNS)
+    assert list(rows[0].keys()) == list(compliance.CSV_COLUMNS + compliance.CSV_COLUMNS_STATES)
     assert rows[0]['total_memory'] == str(4 * GIB)
-    assert rows[0]['compliant'] == 'True'
-    assert rows[2]['reachable'] == 'False'
+    # booleans as true/false, not Python's True/False
+    assert rows[0]['compliant'] == 'true'
+    assert rows[0]['reachable'] == 'true'
+    assert rows[2]['reachable'] == 'false'
     assert rows[2]['violations'] == 'reachable'
     assert rows[2]['total_memory'] == ''
+    assert (rows[0]['state'], rows[2]['state']) == ('compliant', 'non_compliant')
+    assert rows[2]['unknown_rules'] == 'polling_interval driver_reporting data_fresh min_available_memory memory_pressure'
+    assert (rows[0]['pressure'], rows[0]['headroom_percent']) == ('none', '50.0')
+
+
+# ---- rates between two samples ----
+
+def sample(last_update, stats):
+    return {'last_update': last_update, 'stats': dict(stats)}
+
+
+CLASSIC = dict(swap_in=0, swap_out=0, major_faults=100, minor_faults=10000, free_memory=GIB, total_memory=4 * GIB,
+               available_memory=2 * GIB)
+LATER = dict(CLASSIC, swap_in=20 * 1048576, swap_out=10 * 1048576, major_faults=200, minor_faults=12100)
+NEW_92 = dict(oom_kills=1, alloc_stalls=5, async_scans=3, direct_scans=0, async_reclaims=2, direct_reclaims=0)
+
+# (name, current, previous, expected rates: only the keys given are compared)
+RATE_CASES = [
+    ('first sample', sample(1010, LATER), None,
+     {'swap_in': None, 'major_faults': None, 'interval': None, 'reset': False}),
+    ('never updated', sample(0, LATER), sample(1000, CLASSIC), {'major_faults': None, 'interval': None, 'reset': False}),
+    ('same sample', sample(1000, CLASSIC), sample(1000, CLASSIC),
+     {'swap_in': None, 'swap_out': None, 'major_faults': None, 'minor_faults': None, 'interval': None, 'reset': False}),
+    ('ten seconds', sample(1010, LATER), sample(1000, CLASSIC),
+     {'swap_in': 2097152.0, 'swap_out': 1048576.0, 'major_faults': 10.0, 'minor_faults': 200.0, 'oom_kills': None,
+      'alloc_stalls': None, 'interval': 10, 'reset': False}),
+    # minor_faults counts all faults (Linux's pgfault): the rate is all minus major
+    ('minor is all minus major', sample(1002, dict(CLASSIC, major_faults=110, minor_faults=10010)), sample(1000, CLASSIC),
+     {'major_faults': 5.0, 'minor_faults': 0.0}),
+    ('counter backwards (reboot)', sample(1010, dict(LATER, major_faults=3)), sample(1000, CLASSIC),
+     {'swap_in': None, 'major_faults': None, 'minor_faults': None, 'interval': None, 'reset': True}),
+    ('last_update backwards (migration to a fresh QEMU)', sample(900, LATER), sample(1000, CLASSIC),
+     {'major_faults': None, 'interval': None, 'reset': True}),
+    ('missing fields are null, the others computed', sample(1010, dict(total_memory=GIB, major_faults=150)),
+     sample(1000, dict(total_memory=GIB, major_faults=100, swap_in=5)),
+     {'major_faults': 5.0, 'swap_in': None, 'swap_out': None, 'minor_faults': None, 'reset': False, 'interval': 10}),
+    ('unset stat (null) is missing', sample(1010, dict(LATER, swap_in=None)), sample(1000, CLASSIC),
+     {'swap_in': None, 'swap_out': 1048576.0}),
+    ('QEMU 9.2 stats: oom_kills and alloc_stalls as deltas', sample(1010, dict(LATER, **dict(NEW_92, oom_kills=3, alloc_stalls=5))),
+     sample(1000, dict(CLASSIC, **NEW_92)), {'oom_kills': 2, 'alloc_stalls': 0, 'major_faults': 10.0}),
+]
+
+
+@pytest.mark.parametrize('name, current, previous, expected', RATE_CASES, ids=[case[0] for case in RATE_CASES])
+def test_rates(name, current, previous, expected):
+    result = compliance.balloon_rates(current, previous)
+    assert set(result) == {'swap_in', 'swap_out', 'major_faults', 'minor_faults', 'oom_kills', 'alloc_stalls', 'interval', 'reset'}
+    assert dict((key, result[key]) for key in expected) == expected
+    assert all(value is None or value >= 0 for key, value in result.items() if key != 'reset')
+
+
+def test_rates_refuse_what_is_not_a_sample():
+    with pytest.raises(AnsibleFilterError, match='balloon_rates expects current to be a dict'):
+        compliance.balloon_rates([1], None)
+
+
+def test_role_rates_come_from_the_previous_gather_by_endpoint():
+    before = compliance.balloon_compliance([vm('a', last_update=1000, stats=dict(CLASSIC)),
+                                            vm('b', last_update=1000, stats=dict(CLASSIC))], rules=BUILTIN, expected_interval=10)
+    after = compliance.balloon_compliance([vm('b', last_update=1010, stats=dict(LATER)), vm('c', last_update=1010, stats=dict(LATER))],
+                                          rules=BUILTIN, expected_interval=10, previous=before)
+    assert after[0]['rates']['major_faults'] == 10.0
+    assert after[1]['rates']['interval'] is None      # c is new: no previous sample
+
+
+# ---- pressure ----
+
+# (name, headroom %, rates, thresholds, verdict, a word every reason list has)
+PRESSURE_CASES = [
+    ('idle', 60.0, {'major_faults': 0.0, 'swap_in': 0.0, 'swap_out': 0.0}, None, 'none', None),
+    ('first sample, plenty', 60.0, {}, None, 'none', None),
+    ('low headroom, faulting', 3.0, {'major_faults': 12.0, 'swap_in': 0.0, 'swap_out': 0.0}, None, 'high', 'major faults'),
+    ('low headroom, swapping', 4.0, {'major_faults': 0.0, 'swap_in': 900000.0, 'swap_out': 300000.0}, None, 'high', 'swap'),
+    ('low headroom, quiet', 4.0, {'major_faults': 1.0, 'swap_in': 0.0, 'swap_out': 0.0}, None, 'moderate', 'headroom'),
+    ('low headroom, no rates yet', 4.0, {}, None, 'moderate', 'cannot be judged'),
+    ('under 10 %', 8.0, {'major_faults': 100.0}, None, 'moderate', 'headroom'),
+    ('faulting with headroom', 50.0, {'major_faults': 100.0, 'swap_in': 1e9}, None, 'none', None),
+    ('OOM kill', 50.0, {'oom_kills': 1}, None, 'high', 'OOM'),
+    ('allocation stall', 50.0, {'alloc_stalls': 2}, None, 'moderate', 'allocation stall'),
+    ('no headroom', None, {'major_faults': 100.0}, None, 'unknown', 'no headroom'),
+    ('no headroom but an OOM kill', None, {'oom_kills': 2}, None, 'high', 'OOM'),
+    ('thresholds are variables', 15.0, {'major_faults': 2.0}, {'headroom_high': 20, 'headroom_moderate': 30, 'major_faults': 1},
+     'high', 'major faults'),
+]
+
+
+@pytest.mark.parametrize('name, headroom, rates, thresholds, verdict, word', PRESSURE_CASES, ids=[case[0] for case in PRESSURE_CASES])
+def test_pressure(name, headroom, rates, thresholds, verdict, word):
+    result = compliance.pressure(headroom, rates, thresholds)
+    assert result['verdict'] == verdict
+    assert result['headroom_percent'] == headroom
+    if word:
+        assert any(word in reason for reason in result['reasons']), result['reasons']
+    if verdict == 'none':
+        assert result['reasons'] == []
+
+
+@pytest.mark.parametrize('verdict, state, severity', [('high', 'non_compliant', 'critical'), ('moderate', 'non_compliant', 'warning'),
+                                                      ('none', 'compliant', None), ('unknown', 'unknown', None)])
+def test_memory_pressure_rule(verdict, state, severity):
+    stats = {'none': dict(CLASSIC), 'moderate': dict(CLASSIC, available_memory=GIB // 3),
+             'high': dict(CLASSIC, available_memory=GIB // 10), 'unknown': dict(CLASSIC, available_memory=None)}[verdict]
+    previous = [vm('v', last_update=990, stats=dict(CLASSIC, major_faults=0))]
+    thresholds = {'headroom_moderate': 10, 'headroom_high': 5}
+    rules = [rule for rule in BUILTIN if rule['name'] == 'memory_pressure']
+    [record] = compliance.balloon_compliance([vm('v', last_update=1000, stats=stats)], rules=rules, previous=previous,
+                                             pressure_thresholds=thresholds)
+    assert record['pressure']['verdict'] == verdict
+    assert record['compliance']['state'] == state
+    assert [v['severity'] for v in record['compliance']['violations']] == ([severity] if severity else [])
+
+
+def test_pressure_thresholds_are_checked():
+    with pytest.raises(AnsibleFilterError, match='pressure_thresholds must be a dict with keys among'):
+        compliance.balloon_compliance([vm('a')], rules=BUILTIN, pressure_thresholds={'headroom': 3})
+
+
+# ---- the report: rules table, provenance, since last run, findings ----
+
+def _report(vms, previous=None, hosts=('hv1',), hosts_ok=None):
+    records = compliance.balloon_compliance(vms, rules=BUILTIN, hypervisor='hv1', expected_interval=10, min_available_percent=10)
+    facts = {'vms': records, 'status': 'ok', 'rules': BUILTIN,
+             'parameters': {'expected_interval': 10, 'interval_rule': 'at_most', 'min_available_percent': 10.0,
+                            'pressure': dict(compliance.DEFAULT_PRESSURE)}}
+    return compliance.balloon_report({'hv1': {'balloon_stats': facts}}, list(hosts), hosts_ok, provenance={'check_mode': False},
+                                     previous=previous)
+
+
+def test_report_rules_table_and_provenance():
+    report = _report([vm('a')])
+    assert [rule['name'] for rule in report['rules']] == [rule['name'] for rule in BUILTIN]
+    table = dict((rule['name'], rule) for rule in report['rules'])
+    assert table['min_available_memory']['thresholds'] == {'min_available_percent': 10.0}
+    assert table['polling_interval']['thresholds'] == {'expected_interval': 10, 'interval_rule': 'at_most'}
+    assert table['memory_pressure']['thresholds']['pressure_headroom_high'] == 5.0
+    assert table['memory_pressure']['severity_query']
+    assert table['reachable']['always'] is True
+    provenance = report['provenance']
+    assert provenance['check_mode'] is False
+    assert provenance['collection'] == 'qmp.balloon'
+    assert provenance['collection_version']
+    assert provenance['ansible_core_version']
+    assert provenance['user'] and provenance['controller']
+
+
+def test_since_last_run_and_findings_ignore_values():
+    first = _report([vm('a'), vm('b'), vm('gone')])
+    assert first['since_last_run']['previous'] is None
+    assert first['since_last_run']['changed'] is True
+    # same fleet, other stats values, ages and times: nothing changed
+    same = _report([vm('a', age=7, stats={'total_memory': 4 * GIB, 'free_memory': GIB // 2, 'available_memory': 3 * GIB}),
+                    vm('b', last_update=1700000100), vm('gone')], previous=first)
+    assert same['since_last_run']['changed'] is False
+    assert same['findings'] == first['findings']
+    later = _report([vm('a', polling_interval=0, health='polling_disabled'), vm('b'), vm('new')], previous=same)
+    since = later['since_last_run']
+    assert since['changed'] is True
+    assert since['previous'] == same['generated_at']
+    assert since['vms_appeared'] == ['hv1/new']
+    assert since['vms_disappeared'] == ['hv1/gone']
+    assert since['new_violations'] == [{'vm': 'hv1/a', 'rule': 'data_fresh'}, {'vm': 'hv1/a', 'rule': 'polling_interval'}]
+    assert since['state_changes'] == [{'vm': 'hv1/a', 'before': 'compliant', 'after': 'non_compliant'}]
+    back = _report([vm('a'), vm('b'), vm('new')], previous=later)
+    assert back['since_last_run']['resolved_violations'] == [{'vm': 'hv1/a', 'rule': 'data_fresh'},
+                                                             {'vm': 'hv1/a', 'rule': 'polling_interval'}]
+
+
+def test_a_hypervisor_that_drops_out_is_a_finding():
+    first = _report([vm('a')], hosts=('hv1', 'hv2'))
+    second = _report([vm('a')], hosts=('hv1', 'hv2'), previous=first)
+    assert second['since_last_run']['changed'] is False
+    third = _report([vm('a')], hosts=('hv1',), previous=second)
+    assert third['since_last_run']['hypervisor_changes'] == []
+    assert third['since_last_run']['changed'] is True      # hv2 left the report
 
 
 @pytest.mark.parametrize('data, expression, expected', [
@@ -170,6 +408,7 @@ def test_report_keeps_the_data_of_a_host_that_failed_after_gathering():
     report = compliance.balloon_report({'hv1': {'balloon_stats': {'vms': records}}, 'hv2': {}}, ['hv1', 'hv2'], [])
     statuses = dict((h['name'], h['status']) for h in report['hypervisors'])
     assert statuses == {'hv1': 'failed', 'hv2': 'unreachable'}
+    assert 'its data is kept' in report['hypervisors'][0]['reason']
     assert [v['name'] for v in report['vms']] == ['a']
     assert report['summary']['hypervisors_failed'] == 1
     assert report['summary']['hypervisors_unreachable'] == 1

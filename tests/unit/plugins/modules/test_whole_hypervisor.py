@@ -88,6 +88,31 @@ def test_allow_empty_accepts_a_glob_that_matches_nothing(vm_dir):
     assert result['failed'] is False and result['vms'] == []
 
 
+@pytest.mark.parametrize('module', [balloon_stats_info, balloon_stats_polling])
+def test_allow_empty_tells_a_missing_directory_from_an_empty_one(vm_dir, module):
+    """Issue 14: the role makes a hypervisor whose glob directory is missing (a typo) failed, not no_vms."""
+    directory = vm_dir[0]
+    args = {'sockets': ['/nonexistent-qb/*.qmp', directory + '/*.none', directory + '/*.qmp'], 'allow_empty': True}
+    if module is balloon_stats_polling:
+        args['interval'] = 10
+    result = run_module(module, args)
+    assert result['failed'] is False, result.get('msg')
+    assert [vm['name'] for vm in result['vms']] == ['a', 'b', 'c']
+    assert result['empty_globs'] == [
+        {'glob': '/nonexistent-qb/*.qmp', 'directory': '/nonexistent-qb', 'directory_exists': False,
+         'msg': 'sockets[0]: /nonexistent-qb/*.qmp matches nothing: the directory /nonexistent-qb does not exist on this host'},
+        {'glob': directory + '/*.none', 'directory': directory, 'directory_exists': True,
+         'msg': 'sockets[1]: no socket matches %s/*.none on this host' % directory},
+    ]
+
+
+def test_empty_globs_only_with_sockets(vm_dir):
+    result = run_module(balloon_stats_info, {'targets': [{'socket': vm_dir[0] + '/100.qmp'}]})
+    assert result['failed'] is False and 'empty_globs' not in result
+    result = run_module(balloon_stats_info, {'sockets': [vm_dir[0] + '/*.qmp']})
+    assert result['empty_globs'] == []
+
+
 @pytest.mark.parametrize('args, expected', [
     ({'sockets': ['/run/*.qmp'], 'socket': '/run/x.qmp'}, 'parameters are mutually exclusive: sockets|socket'),
     ({'sockets': ['/run/*.qmp'], 'transport': 'libvirt'}, 'sockets applies to transport qmp only'),
