@@ -63,14 +63,16 @@ _DELTA_COUNTERS = ('oom_kills', 'alloc_stalls')
 
 #: Fields copied from a balloon_stats_info result into a VM record.
 _RECORD_FIELDS = ('name', 'endpoint', 'qom_path', 'health', 'vm_status', 'polling_interval', 'age',
-                  'last_update', 'last_update_iso', 'stats', 'unsupported', 'used_memory', 'used_percent')
+                  'last_update', 'last_update_iso', 'stats', 'unsupported', 'used_memory', 'used_percent',
+                  # why a VM is not ok and what to do (issue 13), and what libvirt adds (uuid, actual, rss)
+                  'advice', 'driver', 'qemu_version', 'uuid', 'actual', 'rss')
 
 CSV_COLUMNS = ('hypervisor', 'vm', 'reachable', 'health', 'vm_status', 'polling_interval', 'expected_interval',
                'age', 'total_memory', 'free_memory', 'available_memory', 'used_percent', 'available_percent',
                'compliant', 'violations', 'error')
 #: Columns added by issue 14, after the old ones (spreadsheets that pick columns by position keep working).
 CSV_COLUMNS_STATES = ('state', 'unknown_rules', 'pressure', 'headroom_percent', 'major_faults_per_s',
-                      'swap_bytes_per_s')
+                      'swap_bytes_per_s', 'advice')
 
 
 def _now_iso():
@@ -621,7 +623,7 @@ def balloon_report_csv(report):
             vm.get('used_percent'), vm.get('available_percent'), compliance.get('compliant'),
             ' '.join(v['rule'] for v in compliance.get('violations', [])), vm.get('error'),
             _state(vm), ' '.join(compliance.get('unknown', [])), vm_pressure.get('verdict'),
-            vm_pressure.get('headroom_percent'), vm_rates.get('major_faults'), swap,
+            vm_pressure.get('headroom_percent'), vm_rates.get('major_faults'), swap, vm.get('advice'),
         )])
     return out.getvalue()
 

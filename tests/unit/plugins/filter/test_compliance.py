@@ -412,3 +412,16 @@ def test_report_keeps_the_data_of_a_host_that_failed_after_gathering():
     assert [v['name'] for v in report['vms']] == ['a']
     assert report['summary']['hypervisors_failed'] == 1
     assert report['summary']['hypervisors_unreachable'] == 1
+
+
+def test_records_keep_the_diagnosis_and_the_csv_its_advice():
+    """What to do about a VM (issue 13) reaches the fact, the JSON and the CSV, not only the module's result."""
+    sick = vm('sick', health='driver_not_loaded', driver={'loaded': False, 'stats_negotiated': False},
+              advice='the guest has no virtio-balloon driver loaded: load it', qemu_version='7.2.22')
+    [record] = compliance.balloon_compliance([sick], rules=BUILTIN, hypervisor='hv1', expected_interval=10,
+                                             min_available_percent=10)
+    assert record['advice'].startswith('the guest has no virtio-balloon driver loaded')
+    assert record['driver'] == {'loaded': False, 'stats_negotiated': False} and record['qemu_version'] == '7.2.22'
+    report = compliance.balloon_report({'hv1': {'balloon_stats': {'vms': [record]}}}, ['hv1'])
+    [row] = list(csv.DictReader(io.StringIO(compliance.balloon_report_csv(report))))
+    assert row['advice'] == record['advice']
