@@ -132,10 +132,69 @@ def libvirt_table(results):
     return '\n'.join(lines)
 
 
+def fixed_table(fixed):
+    """Target 1: one task of each module with no VM next to one ansible.builtin.stat task."""
+    med = fixed['median']
+    lines = ['Fixed cost per task (no VM): %d tasks per play minus an empty play (%s s), medians of %d repeats; task s = the '
+             "callback's task duration; module s = the module process alone; payload = the AnsiballZ file; imports = python "
+             '-X importtime in the module process (self times, ms):'
+             % (fixed['tasks_per_play'], fmt(med['wall'].get('empty')), fixed['reps'])]
+    groups = []
+    for imports in fixed.get('imports_ms', {}).values():
+        groups += [group for group in imports if group not in groups and group != 'total']
+    header = ('module', 'per task s', '/stat', 'task s', '/stat', 'module s', 'payload KB', 'imports ms') + tuple(groups)
+    rows = [header]
+    for kind in ('stat', 'info', 'polling'):
+        imports = fixed.get('imports_ms', {}).get(kind, {})
+        rows.append((kind, fmt(med['per_task'].get(kind), digits=3),
+                     '-' if kind == 'stat' else fmt(med.get('%s_over_stat' % kind), digits=2),
+                     fmt(med['task_s'].get(kind), digits=3),
+                     '-' if kind == 'stat' else fmt(med.get('%s_task_over_stat' % kind), digits=2),
+                     fmt(med['module_s'].get(kind), digits=3), fmt(fixed.get('payload_kb', {}).get(kind), digits=0),
+                     fmt(imports.get('total'), digits=1)) + tuple(fmt(imports.get(group), digits=1) for group in groups))
+    widths = [max(len(row[index]) for row in rows) for index in range(len(header))]
+    for row in rows:
+        lines.append('  '.join(cell.ljust(widths[0]) if index == 0 else cell.rjust(widths[index]) for index, cell in enumerate(row)))
+    return '\n'.join(lines)
+
+
+def fixed_breakdown(fixed, kind):
+    """Where one task of KIND costs more than one stat task: the module process, the payload, the imports."""
+    med = fixed['median']
+    parts = []
+    task, stat_task = med['task_s'].get(kind), med['task_s'].get('stat')
+    module, stat_module = med['module_s'].get(kind), med['module_s'].get('stat')
+    if None not in (task, stat_task, module, stat_module):
+        parts.append('task +%s s, of which the module process +%s s and the controller side +%s s'
+                     % (fmt(task - stat_task, digits=3), fmt(module - stat_module, digits=3),
+                        fmt((task - module) - (stat_task - stat_module), digits=3)))
+    payload, stat_payload = fixed.get('payload_kb', {}).get(kind), fixed.get('payload_kb', {}).get('stat')
+    if payload is not None and stat_payload is not None:
+        parts.append('payload %s KB vs %s KB' % (fmt(payload, digits=0), fmt(stat_payload, digits=0)))
+    imports, stat_imports = fixed.get('imports_ms', {}).get(kind, {}), fixed.get('imports_ms', {}).get('stat', {})
+    if imports and stat_imports:
+        extra = sorted(((imports[group] - stat_imports.get(group, 0), group) for group in imports if group != 'total'), reverse=True)
+        parts.append('imports +%s ms (%s)' % (fmt(imports['total'] - stat_imports['total'], digits=0),
+                                              ', '.join('%s %+.0f' % (group, value) for value, group in extra if abs(value) >= 1)))
+    return '; '.join(parts)
+
+
 def check_targets(results):
     """The issue's targets, each (name, holds?, measured)."""
     by_label = {result['label']: result['median'] for result in results['sets']}
     checks = []
+    fixed = results.get('fixed')
+    if fixed:
+        med = fixed['median']
+        for kind, module in (('info', 'balloon_stats_info'), ('polling', 'balloon_stats_polling')):
+            value = med.get('%s_over_stat' % kind)
+            holds = value is not None and value <= 1.1
+            measured = '%s s vs %s s per task: %s (task durations: %s)' % (
+                fmt(med['per_task'].get(kind), digits=3), fmt(med['per_task'].get('stat'), digits=3), fmt(value, digits=2),
+                fmt(med.get('%s_task_over_stat' % kind), digits=2))
+            if not holds:
+                measured += '; ' + fixed_breakdown(fixed, kind)
+            checks.append(('fixed cost: one %s task with no VM <= 1.1x one ansible.builtin.stat task' % module, holds, measured))
     big = by_label.get('fake-1000')
     if big:
         checks.append(('1000 VMs: module time <= 2x floor (c)', ratio(big['a_module'], big['c']) is not None and big['a_module'] <= 2 * big['c'],
@@ -172,6 +231,8 @@ def check_targets(results):
 def render(results, notes, failures):
     """The text report of a run: the tables, the targets, the notes, the failures and the machine."""
     text = [table(results), '', phases_table(results)]
+    if results.get('fixed'):
+        text += ['', fixed_table(results['fixed'])]
     if libvirt_table(results):
         text += ['', libvirt_table(results)]
     if results.get('sweep'):

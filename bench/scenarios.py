@@ -496,3 +496,123 @@ def run_profile(bench_python, ansible, sockets, work):
         return {'error': 'profile_module.py failed: %s' % result.stdout[-1000:]}
     with open(os.path.join(directory, 'profile.json')) as handle:
         return json.load(handle)
+
+
+# ---------------------------------------------------------------------------------------------
+# fixed cost: one task of each module with no VM against one ansible.builtin.stat task
+# ---------------------------------------------------------------------------------------------
+
+#: kind -> the task's module and arguments (None: the empty play). info and polling get no VM.
+FIXED_TASKS = (
+    ('empty', None),
+    ('stat', 'ansible.builtin.stat:\n        path: /'),
+    ('info', 'qmp.balloon.balloon_stats_info:\n        targets: []'),
+    ('polling', 'qmp.balloon.balloon_stats_polling:\n        targets: []\n        interval: %d' % INTERVAL),
+)
+
+FIXED_PLAYBOOK = '''---
+- name: fixed cost {kind}
+  hosts: bench
+  gather_facts: false
+  tasks:
+{tasks}
+'''
+
+#: Import groups of the breakdown (python -X importtime in the module process), first match wins.
+IMPORT_GROUPS = (
+    ('our module_utils', ('ansible_collections',)),
+    ('qemu.qmp', ('qemu',)),
+    ('asyncio', ('asyncio', '_asyncio', 'concurrent', 'selectors', 'heapq')),
+    ('ssl', ('ssl', '_ssl')),
+    ('libvirt', ('libvirt', 'libvirtmod')),
+    ('xml.etree', ('xml', '_elementtree', 'pyexpat')),
+    ('ansible.module_utils (core)', ('ansible',)),
+)
+
+
+def import_breakdown(python, payload, runs=3):
+    """``{group: ms}``: what each group of imports costs in a run of a kept AnsiballZ payload (self times, median of RUNS)."""
+    each = [_import_groups(run_quiet([python, '-X', 'importtime', payload]).stdout) for _run in range(runs)]
+    return {group: median([groups.get(group, 0.0) for groups in each]) for group in each[0]}
+
+
+def _import_groups(text):
+    groups = {}
+    total = 0
+    for line in text.splitlines():
+        if not line.startswith('import time:') or 'self [us]' in line:
+            continue
+        try:
+            self_us, _cumulative, name = line[len('import time:'):].split('|', 2)
+            self_us = int(self_us)
+        except ValueError:
+            continue
+        name = name.strip()
+        total += self_us
+        group = 'other stdlib'
+        for label, prefixes in IMPORT_GROUPS:
+            if any(name == prefix.rstrip('.') or name.startswith(prefix.rstrip('.') + '.') for prefix in prefixes):
+                group = label
+                break
+        groups[group] = groups.get(group, 0) + self_us / 1000.0
+    groups['total'] = total / 1000.0
+    return groups
+
+
+def fixed_cost(runner, tasks_per_play, reps):
+    """Per-task cost of each module with no VM next to ansible.builtin.stat, all in this run.
+
+    Per kind, a play of ``tasks_per_play`` identical tasks; per-task time = (playbook wall - the
+    empty play's wall) / tasks_per_play, per repeat (the kinds' order rotates between repeats);
+    medians. Also the callback's median task duration, the module process's own time (probe) and,
+    from one kept payload of each kind, its size and its imports (python -X importtime).
+    """
+    kinds = [kind for kind, _task in FIXED_TASKS]
+    out = {'tasks_per_play': tasks_per_play, 'reps': reps, 'errors': [],
+           'wall': {kind: [] for kind in kinds}, 'per_task': {kind: [] for kind in kinds if kind != 'empty'},
+           'task_s': {kind: [] for kind in kinds if kind != 'empty'}, 'module_s': {kind: [] for kind in kinds if kind != 'empty'}}
+    inventory = '[bench]\nlocalhost ansible_connection=local\n'
+    for rep in range(reps):
+        order = kinds[rep % len(kinds):] + kinds[:rep % len(kinds)]
+        walls = {}
+        for kind in order:
+            task = dict(FIXED_TASKS)[kind]
+            tasks = '    []' if task is None else ''.join('    - name: %s %d\n      %s\n' % (kind, number, task)
+                                                           for number in range(tasks_per_play))
+            run = runner.run('fixed-%s-%d' % (kind, rep), FIXED_PLAYBOOK.format(kind=kind, tasks=tasks), inventory)
+            if run['rc'] != 0:
+                out['errors'].append('fixed cost %s: ansible-playbook exited %d (see %s)' % (kind, run['rc'], run['dir']))
+                continue
+            walls[kind] = run['wall']
+            out['wall'][kind].append(run['wall'])
+            if task is not None:
+                durations = [entry['duration'] for entry in run['tasks'] if entry.get('duration') is not None]
+                out['task_s'][kind].append(median(durations))
+                out['module_s'][kind].append(median([module['t_end'] - module['t_proc'] for module in run['modules']]))
+        for kind in out['per_task']:
+            if kind in walls and 'empty' in walls:
+                out['per_task'][kind].append((walls[kind] - walls['empty']) / float(tasks_per_play))
+    # One kept payload of each module: its size and its imports.
+    keep = os.path.join(runner.work, 'fixed-keep')
+    playbook = FIXED_PLAYBOOK.format(kind='payloads', tasks=''.join('    - name: %s\n      %s\n' % (kind, task)
+                                                                  for kind, task in FIXED_TASKS if task))
+    run = runner.run('fixed-payloads', playbook, inventory, extra_env={'ANSIBLE_KEEP_REMOTE_FILES': '1', 'ANSIBLE_REMOTE_TMP': keep})
+    out['payload_kb'] = {}
+    out['imports_ms'] = {}
+    names = {'stat': 'stat', 'info': 'balloon_stats_info', 'polling': 'balloon_stats_polling'}
+    for base, _dirs, files in os.walk(keep):
+        for name in files:
+            for kind, module in names.items():
+                if name == 'AnsiballZ_%s.py' % module:
+                    path = os.path.join(base, name)
+                    out['payload_kb'][kind] = os.path.getsize(path) / 1024.0
+                    out['imports_ms'][kind] = import_breakdown(runner.python, path)
+    med = {'per_task': {kind: median(values) for kind, values in out['per_task'].items()},
+           'task_s': {kind: median(values) for kind, values in out['task_s'].items()},
+           'module_s': {kind: median(values) for kind, values in out['module_s'].items()},
+           'wall': {kind: median(values) for kind, values in out['wall'].items()}}
+    for kind in ('info', 'polling'):
+        med['%s_over_stat' % kind] = ratio(med['per_task'].get(kind), med['per_task'].get('stat'))
+        med['%s_task_over_stat' % kind] = ratio(med['task_s'].get(kind), med['task_s'].get('stat'))
+    out['median'] = med
+    return out
