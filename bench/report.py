@@ -110,10 +110,14 @@ def libvirt_table(results):
              % (sets[0]['d']['domains'], 'a private libvirtd started by libvirt_ctl.py' if first.get('private') else first.get('uri'),
                 first.get('version', '?'), INTERVAL),
              '(d): whole processes (virsh dommemstat per domain; libvirt_read.py: one getAllDomainStats(BALLOON), or memoryStats() per domain);',
-             '(a-lv): one balloon_stats_info task with transport: libvirt, %s, timed as (a); (a): the QMP set of the same size.'
-             % ('all_domains: true' if sets[0]['d'].get('a_lv_select') == 'all_domains' else 'targets: [{domain: ...}]')]
+             '(a-lv): one balloon_stats_info task with transport: libvirt, %s, timed as (a); (a): the QMP set of the same size;'
+             % ('all_domains: true' if sets[0]['d'].get('a_lv_select') == 'all_domains' else 'targets: [{domain: ...}]'),
+             '(a-virsh): what a libvirt user writes without the collection: one ansible.builtin.command task '
+             '"virsh domstats --balloon" plus a set_fact parsing its output with a filter (bench/filter_plugins), '
+             'both tasks timed as (a), interleaved with (a-lv).']
     header = ('set', 'domains', '(d) virsh s', '(d) getAll s', '(d) memoryStats s', '(a-lv) task s', '(a-lv) module s', '(a-lv) peak MB',
-              '(a-lv)/(d getAll)', 'mod/(d getAll)', '(a) task s', '(d getAll)/(a)', '(d virsh)/(a)')
+              '(a-lv)/(d getAll)', 'mod/(d getAll)', '(a) task s', '(d getAll)/(a)', '(d virsh)/(a)', '(a-virsh) s', 'command s',
+              'parse s', '(a-lv)/(a-virsh)')
     rows = [header]
     for result in sets:
         med = result['median']
@@ -121,7 +125,8 @@ def libvirt_table(results):
                      fmt(med.get('d_memorystats'), digits=3), fmt(med.get('a_lv')), fmt(med.get('a_lv_module')),
                      fmt(med.get('a_lv_rss_mb'), digits=0), fmt(med.get('a_lv_over_d_getall'), digits=1),
                      fmt(med.get('a_lv_module_over_d_getall'), digits=1), fmt(med.get('a')), fmt(med.get('d_getall_over_a'), digits=2),
-                     fmt(med.get('d_virsh_over_a'), digits=2)))
+                     fmt(med.get('d_virsh_over_a'), digits=2), fmt(med.get('a_virsh'), digits=3), fmt(med.get('a_virsh_command'), digits=3),
+                     fmt(med.get('a_virsh_parse'), digits=3), fmt(med.get('a_lv_over_a_virsh'), digits=2)))
     widths = [max(len(row[index]) for row in rows) for index in range(len(header))]
     for row in rows:
         lines.append('  '.join(cell.rjust(width) for cell, width in zip(row, widths)))
@@ -221,6 +226,19 @@ def check_targets(results):
                                '(a) %s s, (d) getAll %s s: (d)/(a) %s; the libvirt transport (a-lv) %s s: (a-lv)/(d getAll) %s'
                                % (fmt(med['a']), fmt(med['d_getall'], digits=3), fmt(med['d_getall_over_a'], digits=2),
                                   fmt(med.get('a_lv')), fmt(med.get('a_lv_over_d_getall'), digits=1))))
+        if med.get('a_virsh') is not None:
+            lv_phases = med.get('a_lv_phases') or {}
+            holds = med.get('a_lv') is not None and med['a_lv'] <= med['a_virsh']
+            measured = '(a-lv) %s s vs (a-virsh) %s s (command %s s + parse %s s): %s' % (
+                fmt(med.get('a_lv'), digits=3), fmt(med['a_virsh'], digits=3), fmt(med.get('a_virsh_command'), digits=3),
+                fmt(med.get('a_virsh_parse'), digits=3), fmt(med.get('a_lv_over_a_virsh'), digits=2))
+            if not holds:
+                measured += ('; (a-lv): before the module %s s, the module process %s s (of which up to its fan-out: imports, arguments, the libvirt connection and the stats call, %s s), '
+                             'after it %s s' % (fmt(lv_phases.get('ansible_before_module'), digits=3), fmt(med.get('a_lv_module'), digits=3),
+                                                fmt(lv_phases.get('ansiballz_imports_args'), digits=3),
+                                                fmt(lv_phases.get('ansible_after_module'), digits=3)))
+            checks.append(('%s libvirt domains: transport libvirt (a-lv) no slower than virsh domstats --balloon + a filter (a-virsh)'
+                           % label.split('-')[1], holds, measured))
     fakes = [(label, med) for label, med in by_label.items() if label.startswith('fake-')]
     for label, med in fakes:
         checks.append(('%s: median hold per VM < 10 ms (module)' % label, med['a_hold_median_ms'] is not None and med['a_hold_median_ms'] < 10,

@@ -17,7 +17,7 @@ import sys
 import time
 
 from runner import (
-    ENGINE_DIRECT, FLOOR, INTERVAL, LIBVIRT_PREFIX, LIBVIRT_READ, PROFILE, FakeFleetProcess, LibvirtDomains, last_json,
+    ENGINE_DIRECT, FILTERS, FLOOR, INTERVAL, LIBVIRT_PREFIX, LIBVIRT_READ, PROFILE, FakeFleetProcess, LibvirtDomains, last_json,
     libvirt_python, log, median, ratio, run_quiet, timed_child,
 )
 
@@ -264,7 +264,7 @@ def summarise_set(result):
         med['d_virsh_over_a'] = ratio(med['d_virsh'], med['a'])
         med['d_getall_over_a'] = ratio(med['d_getall'], med['a'])
         # The collection's libvirt transport on the same domains, timed as (a).
-        for key in ('a_lv', 'a_lv_module', 'a_lv_cpu'):
+        for key in ('a_lv', 'a_lv_module', 'a_lv_cpu', 'a_virsh', 'a_virsh_command', 'a_virsh_parse'):
             med[key] = median(d.get(key, []))
         med['a_lv_rss_mb'] = max([value for value in d.get('a_lv_rss_mb', []) if value is not None] or [0]) or None
         lv_phases = [phase for phase in d.get('a_lv_phases', []) if phase]
@@ -273,6 +273,7 @@ def summarise_set(result):
         med['a_lv_over_d_getall'] = ratio(med['a_lv'], med['d_getall'])
         med['a_lv_module_over_d_getall'] = ratio(med['a_lv_module'], med['d_getall'])
         med['a_lv_over_a'] = ratio(med['a_lv'], med['a'])
+        med['a_lv_over_a_virsh'] = ratio(med['a_lv'], med['a_virsh'])
     result['median'] = med
     return med
 
@@ -297,6 +298,22 @@ LIBVIRT_TASK = '''    - name: alv {rep}
 {select}
 '''
 
+# (a-virsh): what a libvirt user would write without the collection: one virsh domstats --balloon per
+# hypervisor, parsed by a filter (bench/filter_plugins/qbb_virsh.py, not shipped). Its time is both tasks'.
+VIRSH_TASKS = '''    - name: virsh {rep}
+      ansible.builtin.command:
+        argv: {argv}
+      register: qbb_virsh
+      changed_when: false
+    - name: virsh parse {rep}
+      ansible.builtin.set_fact:
+        qbb_virsh_stats: "{{{{ qbb_virsh.stdout | qbb_domstats_balloon }}}}"
+    - name: virsh check {rep}
+      ansible.builtin.assert:
+        that: qbb_virsh_stats | length == {count} and qbb_virsh_stats | map(attribute='current') | select('integer') | list | length == {count}
+        quiet: true
+'''
+
 
 def bench_libvirt(runner, python, count, reps, uri=None):
     """(d) and (a-lv) on COUNT libvirt domains; (None, why not) when libvirt is not usable here."""
@@ -315,6 +332,7 @@ def bench_libvirt(runner, python, count, reps, uri=None):
         uri = domains.uri
         out = {'virsh': [], 'getall': [], 'memorystats': [], 'rss_mb': [], 'domains': count, 'a_lv': [], 'a_lv_module': [],
                'a_lv_cpu': [], 'a_lv_rss_mb': [], 'a_lv_phases': [], 'errors': [], 'python': lv_python,
+               'a_virsh': [], 'a_virsh_command': [], 'a_virsh_parse': [],
                'a_lv_select': 'targets' if domains.external else 'all_domains'}
 
         def d_once():
@@ -343,9 +361,16 @@ def bench_libvirt(runner, python, count, reps, uri=None):
             select = '        targets: %s' % json.dumps([{'domain': name} for name in domains.names])
         else:
             select = '        all_domains: true'
-        tasks = ''.join(LIBVIRT_TASK.format(rep=rep, uri=uri, select=select) for rep in range(1, reps + 1))
-        log('libvirt: playbook with %d repeats of (a-lv) over %d domains' % (reps, count))
-        run = runner.run('libvirt', LIBVIRT_PLAYBOOK.format(tasks=tasks), '[bench]\nlocalhost ansible_connection=local\n')
+        argv = [domains.virsh, '-c', uri, 'domstats', '--balloon'] + (domains.names if domains.external else [])
+        tasks = ''
+        # Repeat 0 is not measured: it pays the playbook's first-task start-up and each module's first use.
+        for rep in range(0, reps + 1):
+            pair = [LIBVIRT_TASK.format(rep=rep, uri=uri, select=select), VIRSH_TASKS.format(rep=rep, argv=json.dumps(argv), count=count)]
+            # Alternating which goes first (the same place in every other repeat).
+            tasks += ''.join(pair if rep % 2 else pair[::-1])
+        log('libvirt: playbook with %d repeats of (a-lv) and (a-virsh) over %d domains' % (reps, count))
+        run = runner.run('libvirt', LIBVIRT_PLAYBOOK.format(tasks=tasks), '[bench]\nlocalhost ansible_connection=local\n',
+                         extra_env={'ANSIBLE_FILTER_PLUGINS': FILTERS})
         out['playbook_wall'] = run['wall']
         out['playbook_dir'] = run['dir']
         for rep in range(1, reps + 1):
@@ -362,6 +387,15 @@ def bench_libvirt(runner, python, count, reps, uri=None):
             out['a_lv_cpu'].append(summary.get('cpu_s'))
             out['a_lv_rss_mb'].append(summary.get('peak_rss_mb'))
             out['a_lv_phases'].append(summary.get('phases'))
+            # (a-virsh): the command and the parsing; the assert only checks that every domain was read.
+            command, parse = task_by_name(run['tasks'], 'virsh %d' % rep), task_by_name(run['tasks'], 'virsh parse %d' % rep)
+            problem = task_ok(command) or task_ok(parse) or task_ok(task_by_name(run['tasks'], 'virsh check %d' % rep))
+            if problem:
+                out['errors'].append('virsh %d: %s' % (rep, problem))
+                continue
+            out['a_virsh'].append(command['duration'] + parse['duration'])
+            out['a_virsh_command'].append(command['duration'])
+            out['a_virsh_parse'].append(parse['duration'])
         for _repeat in range(reps // 2):
             d_once()
         return out, None
