@@ -79,7 +79,7 @@ def parse_args(argv):
     parser.add_argument('--fleet', default=None, help='HOSTSxVMS for the fleet run (default 50x20; smoke 2x2; 0 = none)')
     parser.add_argument('--forks', type=int, default=5, help='forks for the fleet run (Ansible default 5)')
     parser.add_argument('--fixed-tasks', type=int, default=None,
-                        help='tasks per play of the fixed-cost measurement (default 10; smoke 3; 0 = none)')
+                        help='tasks per play of the fixed-cost measurement (default 10; smoke 2; 0 = none)')
     parser.add_argument('--no-sweep', action='store_true', help='skip the concurrency sweep')
     parser.add_argument('--sweep-reps', type=int, default=3, help='repeats of each concurrency level in the sweep (default 3)')
     parser.add_argument('--no-profile', action='store_true', help='skip the py-spy profile')
@@ -93,7 +93,7 @@ def parse_args(argv):
     parser.add_argument('--keep-work', action='store_true', help='keep the temporary work directory')
     args = parser.parse_args(argv)
     if args.smoke:
-        defaults = dict(out=os.path.join(ROOT, 'build', 'bench-smoke'), sizes='3', qemu=1, reps=1, fleet='2x2', fixed_tasks=3)
+        defaults = dict(out=os.path.join(ROOT, 'build', 'bench-smoke'), sizes='3', qemu=1, reps=1, fleet='2x2', fixed_tasks=2)
         # No libvirtd in make test: only one privileged libvirt daemon can run on a host, and the
         # libvirt_transport integration target may be starting its own.
         args.no_sweep = args.no_profile = args.no_plot = args.no_libvirt = True
@@ -155,7 +155,7 @@ def main(argv=None):
         if args.fixed_tasks:
             log('fixed cost: %d tasks per play of stat, balloon_stats_info and balloon_stats_polling (no VM), '
                 'and an empty play, %d repeats' % (args.fixed_tasks, args.reps))
-            results['fixed'] = fixed_cost(ansible, args.fixed_tasks, args.reps)
+            results['fixed'] = fixed_cost(ansible, args.fixed_tasks, args.reps, import_runs=1 if args.smoke else 3)
             failures += results['fixed']['errors']
         for size in args.sizes:
             label = 'fake-%d' % size

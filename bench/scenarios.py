@@ -151,7 +151,7 @@ def bench_set(runner, label, kind, sockets, reps, b_sample, floor_python, notes,
     result = {'label': label, 'kind': kind, 'n': n, 'reps': reps, 'b_items': b_count, 'b_extrapolated': b_count < n,
               'a': [], 'a0': [], 'a0_module': [], 'a_module': [], 'a_rss_mb': [], 'a_phases': [], 'a_hold': [], 'b': [], 'b_items_s': [],
               'b_rss_mb': [], 'b_module_s': [], 'e1': [], 'e2': [], 'e1_module': [], 'e2_module': [], 'e_rss_mb': [],
-              'c': [], 'c_cpu': [], 'a_cpu': [], 'c_raw': [], 'c_raw_cpu': [], 'c_rss_mb': [], 'c_hold': [],
+              'c': [], 'c_cpu': [], 'c_loop': [], 'a_cpu': [], 'c_raw': [], 'c_raw_cpu': [], 'c_rss_mb': [], 'c_hold': [],
               'c_commands_per_vm': None, 'a_commands_per_vm': None, 'errors': []}
     if b_count < n:
         notes.append('%s: (b) is measured on a loop over %d of the %d VMs (a different slice each repeat) and '
@@ -165,6 +165,7 @@ def bench_set(runner, label, kind, sockets, reps, b_sample, floor_python, notes,
         data = json.loads(output)
         result['c'].append(wall)
         result['c_cpu'].append(cpu)
+        result['c_loop'].append(data['loop_s'])
         result['c_rss_mb'].append(rss_kb / 1024.0)
         result['c_hold'].append(hold_summary(data['holds_ms']))
         result['c_commands_per_vm'] = data['commands_per_vm']
@@ -234,7 +235,7 @@ def bench_set(runner, label, kind, sockets, reps, b_sample, floor_python, notes,
 
 
 def summarise_set(result):
-    keys = ('a', 'a0', 'a0_module', 'a_module', 'a_cpu', 'c_cpu', 'c_raw', 'c_raw_cpu', 'b', 'c', 'e1', 'e2', 'e1_module', 'e2_module', 'b_items_s',
+    keys = ('a', 'a0', 'a0_module', 'a_module', 'a_cpu', 'c_cpu', 'c_loop', 'c_raw', 'c_raw_cpu', 'b', 'c', 'e1', 'e2', 'e1_module', 'e2_module', 'b_items_s',
             'b_module_s')
     med = {key: median(result.get(key, [])) for key in keys}
     med['a_rss_mb'] = max([value for value in result['a_rss_mb'] if value is not None] or [None]) if any(result['a_rss_mb']) else None
@@ -248,6 +249,8 @@ def summarise_set(result):
     phases = [phase for phase in result['a_phases'] if phase]
     if phases:
         med['a_phases'] = {key: median([phase.get(key) for phase in phases]) for key in phases[0]}
+    med['a_commands_per_vm_n'] = result.get('a_commands_per_vm')
+    med['c_commands_per_vm_n'] = result.get('c_commands_per_vm')
     med['a_over_c'] = ratio(med['a'], med['c'])
     # What the VMs add to the task, over the task with no VM (Ansible's fixed cost), against the floor.
     med['a_net'] = (med['a'] - med['a0']) if med['a'] is not None and med['a0'] is not None else None
@@ -593,7 +596,7 @@ def _import_groups(text):
     return groups
 
 
-def fixed_cost(runner, tasks_per_play, reps):
+def fixed_cost(runner, tasks_per_play, reps, import_runs=3):
     """Per-task cost of each module with no VM next to ansible.builtin.stat, all in this run.
 
     Per kind, a play of ``tasks_per_play`` identical tasks; per-task time = (playbook wall - the
@@ -640,7 +643,7 @@ def fixed_cost(runner, tasks_per_play, reps):
                 if name == 'AnsiballZ_%s.py' % module:
                     path = os.path.join(base, name)
                     out['payload_kb'][kind] = os.path.getsize(path) / 1024.0
-                    out['imports_ms'][kind] = import_breakdown(runner.python, path)
+                    out['imports_ms'][kind] = import_breakdown(runner.python, path, import_runs)
     med = {'per_task': {kind: median(values) for kind, values in out['per_task'].items()},
            'task_s': {kind: median(values) for kind, values in out['task_s'].items()},
            'module_s': {kind: median(values) for kind, values in out['module_s'].items()},
