@@ -614,8 +614,10 @@ def fixed_cost(runner, tasks_per_play, reps, import_runs=3):
         walls = {}
         for kind in order:
             task = dict(FIXED_TASKS)[kind]
-            tasks = '    []' if task is None else ''.join('    - name: %s %d\n      %s\n' % (kind, number, task)
-                                                           for number in range(tasks_per_play))
+            if task is None:
+                tasks = '    []'
+            else:
+                tasks = ''.join('    - name: %s %d\n      %s\n' % (kind, number, task) for number in range(tasks_per_play))
             run = runner.run('fixed-%s-%d' % (kind, rep), FIXED_PLAYBOOK.format(kind=kind, tasks=tasks), inventory)
             if run['rc'] != 0:
                 out['errors'].append('fixed cost %s: ansible-playbook exited %d (see %s)' % (kind, run['rc'], run['dir']))
@@ -631,8 +633,8 @@ def fixed_cost(runner, tasks_per_play, reps, import_runs=3):
                 out['per_task'][kind].append((walls[kind] - walls['empty']) / float(tasks_per_play))
     # One kept payload of each module: its size and its imports.
     keep = os.path.join(runner.work, 'fixed-keep')
-    playbook = FIXED_PLAYBOOK.format(kind='payloads', tasks=''.join('    - name: %s\n      %s\n' % (kind, task)
-                                                                  for kind, task in FIXED_TASKS if task))
+    tasks = ''.join('    - name: %s\n      %s\n' % (kind, task) for kind, task in FIXED_TASKS if task)
+    playbook = FIXED_PLAYBOOK.format(kind='payloads', tasks=tasks)
     run = runner.run('fixed-payloads', playbook, inventory, extra_env={'ANSIBLE_KEEP_REMOTE_FILES': '1', 'ANSIBLE_REMOTE_TMP': keep})
     out['payload_kb'] = {}
     out['imports_ms'] = {}
