@@ -22,7 +22,7 @@ import sys
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.qmp.balloon.plugins.module_utils import _libvirt, _targets
+from ansible_collections.qmp.balloon.plugins.module_utils import _targets
 from ansible_collections.qmp.balloon.plugins.module_utils._options import (
     COMMON_ARGUMENT_SPEC,
     COMMON_MUTUALLY_EXCLUSIVE,
@@ -35,9 +35,9 @@ from ansible_collections.qmp.balloon.plugins.module_utils._options import (
 )
 
 # The engine of each transport is imported only when a task uses it (function-level imports
-# below; AnsiballZ still puts them in the payload): a task with transport qmp imports no
-# libvirt code and no xml.etree, and one with no VM at all (targets: [], a glob allowed to
-# match nothing) no asyncio, ssl or qemu.qmp either - 35-40 ms of every such task
+# below; AnsiballZ still puts them in the payload): a task with transport qmp imports no libvirt
+# code (not even _libvirt) and no xml.etree, and one with no VM at all (targets: [], a glob
+# allowed to match nothing) no asyncio, ssl or qemu.qmp either: 35-40 ms of every such task
 # (docs/performance.md, "Fixed cost of a task").
 
 #: None until checked (qemu_qmp_importable); then whether qemu.qmp could be imported.
@@ -90,6 +90,7 @@ def missing_qemu_qmp_message():
 
 def missing_libvirt_message():
     """One sentence: which Python on which host lacks libvirt-python, and the ways out."""
+    from ansible_collections.qmp.balloon.plugins.module_utils import _libvirt  # pylint: disable=import-outside-toplevel
     return ('%s cannot import %s, which transport libvirt needs: install the distribution\'s binding '
             '(python3-libvirt on Debian, Ubuntu and Proxmox VE) and run the modules with the host\'s Python or with a venv made '
             'with --system-site-packages, which sees it (the role\'s prepare entry point makes %s that way: '
@@ -141,6 +142,7 @@ class BalloonModule(object):
         self.batch_error = None
         self.batch_warnings = []
         if self.transport == TRANSPORT_LIBVIRT:
+            from ansible_collections.qmp.balloon.plugins.module_utils import _libvirt  # pylint: disable=import-outside-toplevel
             if not _libvirt.load():
                 self.fail(missing_libvirt_message(), exception=_libvirt.LIBVIRT_IMPORT_ERROR)
         elif not qemu_qmp_importable(load=False):

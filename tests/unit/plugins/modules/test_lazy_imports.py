@@ -41,7 +41,7 @@ with tempfile.NamedTemporaryFile('w', suffix='.json', delete=False) as handle:
 sys.argv = [sys.argv[0], handle.name]
 module = importlib.import_module('ansible_collections.qmp.balloon.plugins.modules.' + name)
 HEAVY = ('asyncio', 'ssl', 'qemu.qmp', 'libvirt', 'xml.etree')  # the namespace package qemu is found, not qemu.qmp
-OURS = ('_qmp', '_qmp_executor', '_qmp_discovery', '_batch', '_libvirt_executor', '_libvirt_domain')
+OURS = ('_qmp', '_qmp_executor', '_qmp_discovery', '_batch', '_libvirt', '_libvirt_executor', '_libvirt_domain')
 
 def report():
     os.unlink(handle.name)
@@ -101,7 +101,7 @@ def test_qmp_vm_imports_no_libvirt_code():
         os.rmdir(directory)
     assert result['failed'] is True and 'sent no QMP greeting' in result['msg'], result
     assert heavy(loaded, 'asyncio') and heavy(loaded, 'qemu.qmp') and heavy(loaded, '_qmp_executor'), loaded
-    assert heavy(loaded, 'libvirt', '_libvirt_executor', '_libvirt_domain', 'xml.etree') == [], loaded
+    assert heavy(loaded, 'libvirt', '_libvirt', '_libvirt_executor', '_libvirt_domain', 'xml.etree') == [], loaded
 
 
 @pytest.mark.parametrize('args', [{'targets': []}, {'socket': '/run/nothing-here.qmp'}])
