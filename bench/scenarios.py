@@ -601,13 +601,17 @@ def fixed_cost(runner, tasks_per_play, reps, import_runs=3):
 
     Per kind, a play of ``tasks_per_play`` identical tasks; per-task time = (playbook wall - the
     empty play's wall) / tasks_per_play, per repeat (the kinds' order rotates between repeats);
-    medians. Also the callback's median task duration, the module process's own time (probe) and,
-    from one kept payload of each kind, its size and its imports (python -X importtime).
+    medians. Then, per repeat, one play of ``tasks_per_play`` rounds of stat, info and polling
+    side by side: the median of each round's info/stat (polling/stat) task-duration ratio is
+    what the target is judged on. Also the module process's own time (probe) and, from one kept
+    payload of each kind, its size and its imports (python -X importtime).
     """
     kinds = [kind for kind, _task in FIXED_TASKS]
     out = {'tasks_per_play': tasks_per_play, 'reps': reps, 'errors': [],
            'wall': {kind: [] for kind in kinds}, 'per_task': {kind: [] for kind in kinds if kind != 'empty'},
-           'task_s': {kind: [] for kind in kinds if kind != 'empty'}, 'module_s': {kind: [] for kind in kinds if kind != 'empty'}}
+           'task_s': {kind: [] for kind in kinds if kind != 'empty'}, 'module_s': {kind: [] for kind in kinds if kind != 'empty'},
+           'paired': {'info': [], 'polling': []}, 'mixed_task_s': {kind: [] for kind in kinds if kind != 'empty'},
+           'mixed_module_s': {kind: [] for kind in kinds if kind != 'empty'}}
     inventory = '[bench]\nlocalhost ansible_connection=local\n'
     for rep in range(reps):
         order = kinds[rep % len(kinds):] + kinds[:rep % len(kinds)]
@@ -631,6 +635,30 @@ def fixed_cost(runner, tasks_per_play, reps, import_runs=3):
         for kind in out['per_task']:
             if kind in walls and 'empty' in walls:
                 out['per_task'][kind].append((walls[kind] - walls['empty']) / float(tasks_per_play))
+        # The same three side by side in one play: TASKS_PER_PLAY rounds of stat, info, polling (the order rotating
+        # between rounds); each round's info/stat and polling/stat task durations are a pair measured seconds apart,
+        # which the load of a shared machine (a factor 2 between minutes here) moves much less than it moves plays.
+        measured = [kind for kind in kinds if kind != 'empty']
+        tasks = ''
+        # Round 0 is not measured: its first task pays the play's start-up.
+        for number in range(tasks_per_play + 1):
+            turn = measured[number % len(measured):] + measured[:number % len(measured)]
+            tasks += ''.join('    - name: %s %d\n      %s\n' % (kind, number, dict(FIXED_TASKS)[kind]) for kind in turn)
+        run = runner.run('fixed-mixed-%d' % rep, FIXED_PLAYBOOK.format(kind='side by side', tasks=tasks), inventory)
+        if run['rc'] != 0:
+            out['errors'].append('fixed cost side by side: ansible-playbook exited %d (see %s)' % (run['rc'], run['dir']))
+            continue
+        for number in range(1, tasks_per_play + 1):
+            round_tasks = {kind: task_by_name(run['tasks'], '%s %d' % (kind, number)) for kind in measured}
+            if any(task is None or task.get('duration') is None for task in round_tasks.values()):
+                continue
+            for kind in ('info', 'polling'):
+                out['paired'][kind].append(round_tasks[kind]['duration'] / round_tasks['stat']['duration'])
+            for kind, task in round_tasks.items():
+                out['mixed_task_s'][kind].append(task['duration'])
+                procs = modules_in(task, run['modules'])
+                if len(procs) == 1:
+                    out['mixed_module_s'][kind].append(procs[0]['t_end'] - procs[0]['t_proc'])
     # One kept payload of each module: its size and its imports.
     keep = os.path.join(runner.work, 'fixed-keep')
     tasks = ''.join('    - name: %s\n      %s\n' % (kind, task) for kind, task in FIXED_TASKS if task)
@@ -650,7 +678,10 @@ def fixed_cost(runner, tasks_per_play, reps, import_runs=3):
            'task_s': {kind: median(values) for kind, values in out['task_s'].items()},
            'module_s': {kind: median(values) for kind, values in out['module_s'].items()},
            'wall': {kind: median(values) for kind, values in out['wall'].items()}}
+    med['mixed_task_s'] = {kind: median(values) for kind, values in out['mixed_task_s'].items()}
+    med['mixed_module_s'] = {kind: median(values) for kind, values in out['mixed_module_s'].items()}
     for kind in ('info', 'polling'):
+        med['%s_paired' % kind] = median(out['paired'][kind])
         med['%s_over_stat' % kind] = ratio(med['per_task'].get(kind), med['per_task'].get('stat'))
         med['%s_task_over_stat' % kind] = ratio(med['task_s'].get(kind), med['task_s'].get('stat'))
     out['median'] = med
