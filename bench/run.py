@@ -24,6 +24,11 @@ Methods, for every set of VMs (docs/performance.md says more):
       processes); skipped with a note when libvirt cannot run here
   (a-lv) the collection's own libvirt transport on the same M domains: one balloon_stats_info task
       with transport: libvirt, all_domains: true, timed as (a)
+  (a-virsh) what a libvirt user writes without the collection, on the same domains: one
+      ansible.builtin.command task virsh domstats --balloon plus a set_fact with a bench-only filter
+      (bench/filter_plugins/qbb_virsh.py)
+  fixed cost: ansible.builtin.stat, balloon_stats_info and balloon_stats_polling with no VM, side by
+      side in one play (--fixed-tasks rounds; the target) and N tasks per play minus an empty play
   (e) balloon_stats_polling over all targets: first run (a change of the interval: 0 -> 10 in the
       first repeat, then 10 -> 20, 20 -> 10, ...) and idempotent second run (the same interval again)
 (a), (b), (e) are the task's own duration (bench/callback_plugins/qmp_bench_timer.py: task start to
