@@ -60,7 +60,7 @@ from runner import (
     _CLEANUP, BENCH, PLOT, ROOT, AnsibleRunner, QemuVMs, FakeFleetProcess, _on_signal, base_python_of, cleanup,
     ensure_bench_venv, log, machine_info, run_quiet, usable_ansible_venv,
 )
-from scenarios import bench_fleet, bench_libvirt, bench_set, concurrency_sweep, fixed_cost, run_profile, summarise_set
+from scenarios import bench_fleet, bench_libvirt, bench_set, concurrency_sweep, engine_pairs, fixed_cost, run_profile, summarise_set
 from report import check_targets, render
 
 
@@ -169,6 +169,10 @@ def main(argv=None):
             try:
                 b_sample = args.b_sample if size > args.b_full else None
                 result = bench_set(ansible, label, 'fake', fake.sockets, args.reps, b_sample, python, notes, args.skip_b)
+                if size == max(args.sizes):
+                    log('%s: the module process and the floor side by side, %d pairs' % (label, 2 * args.reps))
+                    result['engine_pairs'] = engine_pairs(ansible, fake.sockets, python, work, 2 * args.reps)
+                    result['errors'] += result['engine_pairs']['errors']
                 if size == max(args.sizes) and not args.no_profile:
                     log('%s: profiling the module and the floor with py-spy' % label)
                     results['profile'] = run_profile(bench_python, ansible, fake.sockets, work)

@@ -249,6 +249,12 @@ def summarise_set(result):
     phases = [phase for phase in result['a_phases'] if phase]
     if phases:
         med['a_phases'] = {key: median([phase.get(key) for phase in phases]) for key in phases[0]}
+    pairs = result.get('engine_pairs')
+    if pairs:
+        med['pair_ratio'] = median(pairs['ratios'])
+        med['pair_module'] = median(pairs['module'])
+        med['pair_floor'] = median(pairs['floor'])
+        med['pair_cpu_ratio'] = ratio(median(pairs['module_cpu']), median(pairs['floor_cpu']))
     med['a_commands_per_vm_n'] = result.get('a_commands_per_vm')
     med['c_commands_per_vm_n'] = result.get('c_commands_per_vm')
     med['a_over_c'] = ratio(med['a'], med['c'])
@@ -503,6 +509,55 @@ def concurrency_sweep(python, collections, sockets, work, reps, levels):
                 row[key] = median(row[key])
         rows.append(row)
     return {'vms': len(sockets), 'rows': rows, 'reps': reps}
+
+
+def capture_payload(ansible, sockets, directory, name):
+    """(AnsiballZ payload of one balloon_stats_info task over SOCKETS, targets file) kept by ANSIBLE_KEEP_REMOTE_FILES, or (None, why)."""
+    os.makedirs(directory, exist_ok=True)
+    targets = [{'socket': path} for path in sockets]
+    targets_file = os.path.join(directory, 'targets.json')
+    with open(targets_file, 'w') as handle:
+        json.dump(targets, handle)
+    keep = os.path.join(directory, 'remote')
+    playbook = ('---\n- hosts: bench\n  gather_facts: false\n  vars_files: [targets.json]\n  tasks:\n'
+                '    - name: capture\n      qmp.balloon.balloon_stats_info:\n        targets: "{{ bench_targets }}"\n')
+    run = ansible.run(name, playbook, '[bench]\nlocalhost ansible_connection=local\n',
+                      extra_files={'targets.json': json.dumps({'bench_targets': targets})},
+                      extra_env={'ANSIBLE_KEEP_REMOTE_FILES': '1', 'ANSIBLE_REMOTE_TMP': keep})
+    payloads = []
+    for base, _dirs, files in os.walk(keep):
+        payloads += [os.path.join(base, filename) for filename in files if filename.startswith('AnsiballZ_')]
+    if run['rc'] != 0 or not payloads:
+        return None, 'could not capture the AnsiballZ payload (rc %s)' % run['rc']
+    return payloads[0], targets_file
+
+
+def engine_pairs(ansible, sockets, floor_python, work, pairs):
+    """Target 2 side by side: the module process (its kept payload, run as Ansible runs it) and the floor, in alternating order.
+
+    Each pair is two whole processes on the same VMs seconds apart; the median of the per-pair
+    module/floor ratios is what the target is judged on (the playbook's module runs and the floors
+    that bracket it are minutes apart, and the load here moves them by a factor 2).
+    """
+    payload, targets_file = capture_payload(ansible, sockets, os.path.join(work, 'engine-pairs'), 'engine-pairs')
+    out = {'module': [], 'floor': [], 'ratios': [], 'module_cpu': [], 'floor_cpu': [], 'errors': []}
+    if payload is None:
+        out['errors'].append(targets_file)
+        return out
+    for number in range(pairs):
+        walls = {}
+        for kind in (('module', 'floor') if number % 2 == 0 else ('floor', 'module')):
+            command = [ansible.python, payload] if kind == 'module' else [floor_python, FLOOR, targets_file]
+            wall, _rss, code, output, errors, cpu = timed_child(command)
+            if code != 0 or (kind == 'module' and '"failed": true' in output):
+                out['errors'].append('engine pair %d, %s exited %d: %s %s' % (number, kind, code, output[-300:], errors[-300:]))
+                break
+            walls[kind] = wall
+            out[kind].append(wall)
+            out[kind + '_cpu'].append(cpu)
+        if len(walls) == 2:
+            out['ratios'].append(walls['module'] / walls['floor'])
+    return out
 
 
 def run_profile(bench_python, ansible, sockets, work):
