@@ -55,8 +55,9 @@ def classify(stack):
         if 'json' in stack:
             return 'exit_json: JSON encoding of the result'
         return 'exit_json: other'
-    if 'BalloonModule.__init__' in stack:
-        if '_build_targets' in stack:
+    # Our engine is imported with the first target (_targets, issue 16): that is an import, not argument handling.
+    if 'BalloonModule.__init__' in stack and '_find_and_load' not in stack:
+        if '_build_targets' in stack or 'build (' in stack:
             return 'our input checks (_build_targets)'
         return 'AnsibleModule: argument spec validation'
     if '_compile_source' in stack or 'source_to_code' in stack:

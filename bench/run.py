@@ -24,6 +24,11 @@ Methods, for every set of VMs (docs/performance.md says more):
       processes); skipped with a note when libvirt cannot run here
   (a-lv) the collection's own libvirt transport on the same M domains: one balloon_stats_info task
       with transport: libvirt, all_domains: true, timed as (a)
+  (a-virsh) what a libvirt user writes without the collection, on the same domains: one
+      ansible.builtin.command task virsh domstats --balloon plus a set_fact with a bench-only filter
+      (bench/filter_plugins/qbb_virsh.py)
+  fixed cost: ansible.builtin.stat, balloon_stats_info and balloon_stats_polling with no VM, side by
+      side in one play (--fixed-tasks rounds; the target) and N tasks per play minus an empty play
   (e) balloon_stats_polling over all targets: first run (a change of the interval: 0 -> 10 in the
       first repeat, then 10 -> 20, 20 -> 10, ...) and idempotent second run (the same interval again)
 (a), (b), (e) are the task's own duration (bench/callback_plugins/qmp_bench_timer.py: task start to
@@ -55,7 +60,7 @@ from runner import (
     _CLEANUP, BENCH, PLOT, ROOT, AnsibleRunner, QemuVMs, FakeFleetProcess, _on_signal, base_python_of, cleanup,
     ensure_bench_venv, log, machine_info, run_quiet, usable_ansible_venv,
 )
-from scenarios import bench_fleet, bench_libvirt, bench_set, concurrency_sweep, run_profile, summarise_set
+from scenarios import bench_fleet, bench_libvirt, bench_set, concurrency_sweep, engine_pairs, fixed_cost, run_profile, summarise_set
 from report import check_targets, render
 
 
@@ -78,6 +83,8 @@ def parse_args(argv):
                              'N=100, N=1000 and M=20 by a sample of --b-sample VMs per repeat, extrapolated)')
     parser.add_argument('--fleet', default=None, help='HOSTSxVMS for the fleet run (default 50x20; smoke 2x2; 0 = none)')
     parser.add_argument('--forks', type=int, default=5, help='forks for the fleet run (Ansible default 5)')
+    parser.add_argument('--fixed-tasks', type=int, default=None,
+                        help='tasks per play of the fixed-cost measurement (default 10; smoke 2; 0 = none)')
     parser.add_argument('--no-sweep', action='store_true', help='skip the concurrency sweep')
     parser.add_argument('--sweep-reps', type=int, default=3, help='repeats of each concurrency level in the sweep (default 3)')
     parser.add_argument('--no-profile', action='store_true', help='skip the py-spy profile')
@@ -91,12 +98,12 @@ def parse_args(argv):
     parser.add_argument('--keep-work', action='store_true', help='keep the temporary work directory')
     args = parser.parse_args(argv)
     if args.smoke:
-        defaults = dict(out=os.path.join(ROOT, 'build', 'bench-smoke'), sizes='3', qemu=1, reps=1, fleet='2x2')
+        defaults = dict(out=os.path.join(ROOT, 'build', 'bench-smoke'), sizes='3', qemu=1, reps=1, fleet='2x2', fixed_tasks=2)
         # No libvirtd in make test: only one privileged libvirt daemon can run on a host, and the
         # libvirt_transport integration target may be starting its own.
         args.no_sweep = args.no_profile = args.no_plot = args.no_libvirt = True
     else:
-        defaults = dict(out=os.path.join(BENCH, 'results'), sizes='10,100,1000', qemu=20, reps=5, fleet='50x20')
+        defaults = dict(out=os.path.join(BENCH, 'results'), sizes='10,100,1000', qemu=20, reps=5, fleet='50x20', fixed_tasks=10)
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -150,6 +157,11 @@ def main(argv=None):
     # The concurrency sweep runs on the largest set of at most 100 fakes.
     sweep_size = max([size for size in args.sizes if size <= 100] or [min(args.sizes or [0])])
     try:
+        if args.fixed_tasks:
+            log('fixed cost: %d tasks per play of stat, balloon_stats_info and balloon_stats_polling (no VM), '
+                'and an empty play, %d repeats' % (args.fixed_tasks, args.reps))
+            results['fixed'] = fixed_cost(ansible, args.fixed_tasks, args.reps, import_runs=1 if args.smoke else 3)
+            failures += results['fixed']['errors']
         for size in args.sizes:
             label = 'fake-%d' % size
             log('%s: starting %d fake monitors' % (label, size))
@@ -157,6 +169,10 @@ def main(argv=None):
             try:
                 b_sample = args.b_sample if size > args.b_full else None
                 result = bench_set(ansible, label, 'fake', fake.sockets, args.reps, b_sample, python, notes, args.skip_b)
+                if size == max(args.sizes):
+                    log('%s: the module process and the floor side by side, %d pairs' % (label, 2 * args.reps))
+                    result['engine_pairs'] = engine_pairs(ansible, fake.sockets, python, work, 2 * args.reps)
+                    result['errors'] += result['engine_pairs']['errors']
                 if size == max(args.sizes) and not args.no_profile:
                     log('%s: profiling the module and the floor with py-spy' % label)
                     results['profile'] = run_profile(bench_python, ansible, fake.sockets, work)

@@ -33,6 +33,7 @@ ENGINE_DIRECT = os.path.join(BENCH, 'engine_direct.py')
 LIBVIRT_READ = os.path.join(BENCH, 'libvirt_read.py')
 PROFILE = os.path.join(BENCH, 'profile_module.py')
 PLOT = os.path.join(BENCH, 'plot.py')
+FILTERS = os.path.join(BENCH, 'filter_plugins')
 REQUIREMENTS = os.path.join(BENCH, 'requirements.txt')
 REQUIREMENTS_ANSIBLE = os.path.join(BENCH, 'requirements-ansible.txt')
 # What bench/requirements-ansible.txt reads with -r and -c: a change there rebuilds the bench venv too.

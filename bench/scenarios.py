@@ -17,7 +17,7 @@ import sys
 import time
 
 from runner import (
-    ENGINE_DIRECT, FLOOR, INTERVAL, LIBVIRT_PREFIX, LIBVIRT_READ, PROFILE, FakeFleetProcess, LibvirtDomains, last_json,
+    ENGINE_DIRECT, FILTERS, FLOOR, INTERVAL, LIBVIRT_PREFIX, LIBVIRT_READ, PROFILE, FakeFleetProcess, LibvirtDomains, last_json,
     libvirt_python, log, median, ratio, run_quiet, timed_child,
 )
 
@@ -151,7 +151,7 @@ def bench_set(runner, label, kind, sockets, reps, b_sample, floor_python, notes,
     result = {'label': label, 'kind': kind, 'n': n, 'reps': reps, 'b_items': b_count, 'b_extrapolated': b_count < n,
               'a': [], 'a0': [], 'a0_module': [], 'a_module': [], 'a_rss_mb': [], 'a_phases': [], 'a_hold': [], 'b': [], 'b_items_s': [],
               'b_rss_mb': [], 'b_module_s': [], 'e1': [], 'e2': [], 'e1_module': [], 'e2_module': [], 'e_rss_mb': [],
-              'c': [], 'c_cpu': [], 'a_cpu': [], 'c_raw': [], 'c_raw_cpu': [], 'c_rss_mb': [], 'c_hold': [],
+              'c': [], 'c_cpu': [], 'c_loop': [], 'a_cpu': [], 'c_raw': [], 'c_raw_cpu': [], 'c_rss_mb': [], 'c_hold': [],
               'c_commands_per_vm': None, 'a_commands_per_vm': None, 'errors': []}
     if b_count < n:
         notes.append('%s: (b) is measured on a loop over %d of the %d VMs (a different slice each repeat) and '
@@ -165,6 +165,7 @@ def bench_set(runner, label, kind, sockets, reps, b_sample, floor_python, notes,
         data = json.loads(output)
         result['c'].append(wall)
         result['c_cpu'].append(cpu)
+        result['c_loop'].append(data['loop_s'])
         result['c_rss_mb'].append(rss_kb / 1024.0)
         result['c_hold'].append(hold_summary(data['holds_ms']))
         result['c_commands_per_vm'] = data['commands_per_vm']
@@ -234,7 +235,7 @@ def bench_set(runner, label, kind, sockets, reps, b_sample, floor_python, notes,
 
 
 def summarise_set(result):
-    keys = ('a', 'a0', 'a0_module', 'a_module', 'a_cpu', 'c_cpu', 'c_raw', 'c_raw_cpu', 'b', 'c', 'e1', 'e2', 'e1_module', 'e2_module', 'b_items_s',
+    keys = ('a', 'a0', 'a0_module', 'a_module', 'a_cpu', 'c_cpu', 'c_loop', 'c_raw', 'c_raw_cpu', 'b', 'c', 'e1', 'e2', 'e1_module', 'e2_module', 'b_items_s',
             'b_module_s')
     med = {key: median(result.get(key, [])) for key in keys}
     med['a_rss_mb'] = max([value for value in result['a_rss_mb'] if value is not None] or [None]) if any(result['a_rss_mb']) else None
@@ -248,6 +249,14 @@ def summarise_set(result):
     phases = [phase for phase in result['a_phases'] if phase]
     if phases:
         med['a_phases'] = {key: median([phase.get(key) for phase in phases]) for key in phases[0]}
+    pairs = result.get('engine_pairs')
+    if pairs:
+        med['pair_ratio'] = median(pairs['ratios'])
+        med['pair_module'] = median(pairs['module'])
+        med['pair_floor'] = median(pairs['floor'])
+        med['pair_cpu_ratio'] = ratio(median(pairs['module_cpu']), median(pairs['floor_cpu']))
+    med['a_commands_per_vm_n'] = result.get('a_commands_per_vm')
+    med['c_commands_per_vm_n'] = result.get('c_commands_per_vm')
     med['a_over_c'] = ratio(med['a'], med['c'])
     # What the VMs add to the task, over the task with no VM (Ansible's fixed cost), against the floor.
     med['a_net'] = (med['a'] - med['a0']) if med['a'] is not None and med['a0'] is not None else None
@@ -264,7 +273,7 @@ def summarise_set(result):
         med['d_virsh_over_a'] = ratio(med['d_virsh'], med['a'])
         med['d_getall_over_a'] = ratio(med['d_getall'], med['a'])
         # The collection's libvirt transport on the same domains, timed as (a).
-        for key in ('a_lv', 'a_lv_module', 'a_lv_cpu'):
+        for key in ('a_lv', 'a_lv_module', 'a_lv_cpu', 'a_virsh', 'a_virsh_command', 'a_virsh_parse'):
             med[key] = median(d.get(key, []))
         med['a_lv_rss_mb'] = max([value for value in d.get('a_lv_rss_mb', []) if value is not None] or [0]) or None
         lv_phases = [phase for phase in d.get('a_lv_phases', []) if phase]
@@ -273,6 +282,7 @@ def summarise_set(result):
         med['a_lv_over_d_getall'] = ratio(med['a_lv'], med['d_getall'])
         med['a_lv_module_over_d_getall'] = ratio(med['a_lv_module'], med['d_getall'])
         med['a_lv_over_a'] = ratio(med['a_lv'], med['a'])
+        med['a_lv_over_a_virsh'] = ratio(med['a_lv'], med['a_virsh'])
     result['median'] = med
     return med
 
@@ -297,6 +307,22 @@ LIBVIRT_TASK = '''    - name: alv {rep}
 {select}
 '''
 
+# (a-virsh): what a libvirt user would write without the collection: one virsh domstats --balloon per
+# hypervisor, parsed by a filter (bench/filter_plugins/qbb_virsh.py, not shipped). Its time is both tasks'.
+VIRSH_TASKS = '''    - name: virsh {rep}
+      ansible.builtin.command:
+        argv: {argv}
+      register: qbb_virsh
+      changed_when: false
+    - name: virsh parse {rep}
+      ansible.builtin.set_fact:
+        qbb_virsh_stats: "{{{{ qbb_virsh.stdout | qbb_domstats_balloon }}}}"
+    - name: virsh check {rep}
+      ansible.builtin.assert:
+        that: qbb_virsh_stats | length == {count} and qbb_virsh_stats | map(attribute='current') | select('integer') | list | length == {count}
+        quiet: true
+'''
+
 
 def bench_libvirt(runner, python, count, reps, uri=None):
     """(d) and (a-lv) on COUNT libvirt domains; (None, why not) when libvirt is not usable here."""
@@ -315,6 +341,7 @@ def bench_libvirt(runner, python, count, reps, uri=None):
         uri = domains.uri
         out = {'virsh': [], 'getall': [], 'memorystats': [], 'rss_mb': [], 'domains': count, 'a_lv': [], 'a_lv_module': [],
                'a_lv_cpu': [], 'a_lv_rss_mb': [], 'a_lv_phases': [], 'errors': [], 'python': lv_python,
+               'a_virsh': [], 'a_virsh_command': [], 'a_virsh_parse': [],
                'a_lv_select': 'targets' if domains.external else 'all_domains'}
 
         def d_once():
@@ -343,9 +370,16 @@ def bench_libvirt(runner, python, count, reps, uri=None):
             select = '        targets: %s' % json.dumps([{'domain': name} for name in domains.names])
         else:
             select = '        all_domains: true'
-        tasks = ''.join(LIBVIRT_TASK.format(rep=rep, uri=uri, select=select) for rep in range(1, reps + 1))
-        log('libvirt: playbook with %d repeats of (a-lv) over %d domains' % (reps, count))
-        run = runner.run('libvirt', LIBVIRT_PLAYBOOK.format(tasks=tasks), '[bench]\nlocalhost ansible_connection=local\n')
+        argv = [domains.virsh, '-c', uri, 'domstats', '--balloon'] + (domains.names if domains.external else [])
+        tasks = ''
+        # Repeat 0 is not measured: it pays the playbook's first-task start-up and each module's first use.
+        for rep in range(0, reps + 1):
+            pair = [LIBVIRT_TASK.format(rep=rep, uri=uri, select=select), VIRSH_TASKS.format(rep=rep, argv=json.dumps(argv), count=count)]
+            # Alternating which goes first (the same place in every other repeat).
+            tasks += ''.join(pair if rep % 2 else pair[::-1])
+        log('libvirt: playbook with %d repeats of (a-lv) and (a-virsh) over %d domains' % (reps, count))
+        run = runner.run('libvirt', LIBVIRT_PLAYBOOK.format(tasks=tasks), '[bench]\nlocalhost ansible_connection=local\n',
+                         extra_env={'ANSIBLE_FILTER_PLUGINS': FILTERS})
         out['playbook_wall'] = run['wall']
         out['playbook_dir'] = run['dir']
         for rep in range(1, reps + 1):
@@ -362,6 +396,15 @@ def bench_libvirt(runner, python, count, reps, uri=None):
             out['a_lv_cpu'].append(summary.get('cpu_s'))
             out['a_lv_rss_mb'].append(summary.get('peak_rss_mb'))
             out['a_lv_phases'].append(summary.get('phases'))
+            # (a-virsh): the command and the parsing; the assert only checks that every domain was read.
+            command, parse = task_by_name(run['tasks'], 'virsh %d' % rep), task_by_name(run['tasks'], 'virsh parse %d' % rep)
+            problem = task_ok(command) or task_ok(parse) or task_ok(task_by_name(run['tasks'], 'virsh check %d' % rep))
+            if problem:
+                out['errors'].append('virsh %d: %s' % (rep, problem))
+                continue
+            out['a_virsh'].append(command['duration'] + parse['duration'])
+            out['a_virsh_command'].append(command['duration'])
+            out['a_virsh_parse'].append(parse['duration'])
         for _repeat in range(reps // 2):
             d_once()
         return out, None
@@ -468,6 +511,55 @@ def concurrency_sweep(python, collections, sockets, work, reps, levels):
     return {'vms': len(sockets), 'rows': rows, 'reps': reps}
 
 
+def capture_payload(ansible, sockets, directory, name):
+    """(AnsiballZ payload of one balloon_stats_info task over SOCKETS, targets file) kept by ANSIBLE_KEEP_REMOTE_FILES, or (None, why)."""
+    os.makedirs(directory, exist_ok=True)
+    targets = [{'socket': path} for path in sockets]
+    targets_file = os.path.join(directory, 'targets.json')
+    with open(targets_file, 'w') as handle:
+        json.dump(targets, handle)
+    keep = os.path.join(directory, 'remote')
+    playbook = ('---\n- hosts: bench\n  gather_facts: false\n  vars_files: [targets.json]\n  tasks:\n'
+                '    - name: capture\n      qmp.balloon.balloon_stats_info:\n        targets: "{{ bench_targets }}"\n')
+    run = ansible.run(name, playbook, '[bench]\nlocalhost ansible_connection=local\n',
+                      extra_files={'targets.json': json.dumps({'bench_targets': targets})},
+                      extra_env={'ANSIBLE_KEEP_REMOTE_FILES': '1', 'ANSIBLE_REMOTE_TMP': keep})
+    payloads = []
+    for base, _dirs, files in os.walk(keep):
+        payloads += [os.path.join(base, filename) for filename in files if filename.startswith('AnsiballZ_')]
+    if run['rc'] != 0 or not payloads:
+        return None, 'could not capture the AnsiballZ payload (rc %s)' % run['rc']
+    return payloads[0], targets_file
+
+
+def engine_pairs(ansible, sockets, floor_python, work, pairs):
+    """Target 2 side by side: the module process (its kept payload, run as Ansible runs it) and the floor, in alternating order.
+
+    Each pair is two whole processes on the same VMs seconds apart; the median of the per-pair
+    module/floor ratios is what the target is judged on (the playbook's module runs and the floors
+    that bracket it are minutes apart, and the load here moves them by a factor 2).
+    """
+    payload, targets_file = capture_payload(ansible, sockets, os.path.join(work, 'engine-pairs'), 'engine-pairs')
+    out = {'module': [], 'floor': [], 'ratios': [], 'module_cpu': [], 'floor_cpu': [], 'errors': []}
+    if payload is None:
+        out['errors'].append(targets_file)
+        return out
+    for number in range(pairs):
+        walls = {}
+        for kind in (('module', 'floor') if number % 2 == 0 else ('floor', 'module')):
+            command = [ansible.python, payload] if kind == 'module' else [floor_python, FLOOR, targets_file]
+            wall, _rss, code, output, errors, cpu = timed_child(command)
+            if code != 0 or (kind == 'module' and '"failed": true' in output):
+                out['errors'].append('engine pair %d, %s exited %d: %s %s' % (number, kind, code, output[-300:], errors[-300:]))
+                break
+            walls[kind] = wall
+            out[kind].append(wall)
+            out[kind + '_cpu'].append(cpu)
+        if len(walls) == 2:
+            out['ratios'].append(walls['module'] / walls['floor'])
+    return out
+
+
 def run_profile(bench_python, ansible, sockets, work):
     """Capture the AnsiballZ payload of one (a) task and profile it under py-spy (module) plus the floor."""
     if not bench_python:
@@ -496,3 +588,156 @@ def run_profile(bench_python, ansible, sockets, work):
         return {'error': 'profile_module.py failed: %s' % result.stdout[-1000:]}
     with open(os.path.join(directory, 'profile.json')) as handle:
         return json.load(handle)
+
+
+# ---------------------------------------------------------------------------------------------
+# fixed cost: one task of each module with no VM against one ansible.builtin.stat task
+# ---------------------------------------------------------------------------------------------
+
+#: kind -> the task's module and arguments (None: the empty play). info and polling get no VM.
+FIXED_TASKS = (
+    ('empty', None),
+    ('stat', 'ansible.builtin.stat:\n        path: /'),
+    ('info', 'qmp.balloon.balloon_stats_info:\n        targets: []'),
+    ('polling', 'qmp.balloon.balloon_stats_polling:\n        targets: []\n        interval: %d' % INTERVAL),
+)
+
+FIXED_PLAYBOOK = '''---
+- name: fixed cost {kind}
+  hosts: bench
+  gather_facts: false
+  tasks:
+{tasks}
+'''
+
+#: Import groups of the breakdown (python -X importtime in the module process), first match wins.
+IMPORT_GROUPS = (
+    ('our module_utils', ('ansible_collections',)),
+    ('qemu.qmp', ('qemu',)),
+    ('asyncio', ('asyncio', '_asyncio', 'concurrent', 'selectors', 'heapq')),
+    ('ssl', ('ssl', '_ssl')),
+    ('libvirt', ('libvirt', 'libvirtmod')),
+    ('xml.etree', ('xml', '_elementtree', 'pyexpat')),
+    ('ansible.module_utils (core)', ('ansible',)),
+)
+
+
+def import_breakdown(python, payload, runs=3):
+    """``{group: ms}``: what each group of imports costs in a run of a kept AnsiballZ payload (self times, median of RUNS)."""
+    each = [_import_groups(run_quiet([python, '-X', 'importtime', payload]).stdout) for _run in range(runs)]
+    return {group: median([groups.get(group, 0.0) for groups in each]) for group in each[0]}
+
+
+def _import_groups(text):
+    groups = {}
+    total = 0
+    for line in text.splitlines():
+        if not line.startswith('import time:') or 'self [us]' in line:
+            continue
+        try:
+            self_us, _cumulative, name = line[len('import time:'):].split('|', 2)
+            self_us = int(self_us)
+        except ValueError:
+            continue
+        name = name.strip()
+        total += self_us
+        group = 'other stdlib'
+        for label, prefixes in IMPORT_GROUPS:
+            if any(name == prefix.rstrip('.') or name.startswith(prefix.rstrip('.') + '.') for prefix in prefixes):
+                group = label
+                break
+        groups[group] = groups.get(group, 0) + self_us / 1000.0
+    groups['total'] = total / 1000.0
+    return groups
+
+
+def fixed_cost(runner, tasks_per_play, reps, import_runs=3):
+    """Per-task cost of each module with no VM next to ansible.builtin.stat, all in this run.
+
+    Per kind, a play of ``tasks_per_play`` identical tasks; per-task time = (playbook wall - the
+    empty play's wall) / tasks_per_play, per repeat (the kinds' order rotates between repeats);
+    medians. Then, per repeat, one play of ``tasks_per_play`` rounds of stat, info and polling
+    side by side: the median of each round's info/stat (polling/stat) task-duration ratio is
+    what the target is judged on. Also the module process's own time (probe) and, from one kept
+    payload of each kind, its size and its imports (python -X importtime).
+    """
+    kinds = [kind for kind, _task in FIXED_TASKS]
+    out = {'tasks_per_play': tasks_per_play, 'reps': reps, 'errors': [],
+           'wall': {kind: [] for kind in kinds}, 'per_task': {kind: [] for kind in kinds if kind != 'empty'},
+           'task_s': {kind: [] for kind in kinds if kind != 'empty'}, 'module_s': {kind: [] for kind in kinds if kind != 'empty'},
+           'paired': {'info': [], 'polling': []}, 'mixed_task_s': {kind: [] for kind in kinds if kind != 'empty'},
+           'mixed_module_s': {kind: [] for kind in kinds if kind != 'empty'}}
+    inventory = '[bench]\nlocalhost ansible_connection=local\n'
+    for rep in range(reps):
+        order = kinds[rep % len(kinds):] + kinds[:rep % len(kinds)]
+        walls = {}
+        for kind in order:
+            task = dict(FIXED_TASKS)[kind]
+            if task is None:
+                tasks = '    []'
+            else:
+                tasks = ''.join('    - name: %s %d\n      %s\n' % (kind, number, task) for number in range(tasks_per_play))
+            run = runner.run('fixed-%s-%d' % (kind, rep), FIXED_PLAYBOOK.format(kind=kind, tasks=tasks), inventory)
+            if run['rc'] != 0:
+                out['errors'].append('fixed cost %s: ansible-playbook exited %d (see %s)' % (kind, run['rc'], run['dir']))
+                continue
+            walls[kind] = run['wall']
+            out['wall'][kind].append(run['wall'])
+            if task is not None:
+                durations = [entry['duration'] for entry in run['tasks'] if entry.get('duration') is not None]
+                out['task_s'][kind].append(median(durations))
+                out['module_s'][kind].append(median([module['t_end'] - module['t_proc'] for module in run['modules']]))
+        for kind in out['per_task']:
+            if kind in walls and 'empty' in walls:
+                out['per_task'][kind].append((walls[kind] - walls['empty']) / float(tasks_per_play))
+        # The same three side by side in one play: TASKS_PER_PLAY rounds of stat, info, polling (the order rotating
+        # between rounds); each round's info/stat and polling/stat task durations are a pair measured seconds apart,
+        # which the load of a shared machine (a factor 2 between minutes here) moves much less than it moves plays.
+        measured = [kind for kind in kinds if kind != 'empty']
+        tasks = ''
+        # Round 0 is not measured: its first task pays the play's start-up.
+        for number in range(tasks_per_play + 1):
+            turn = measured[number % len(measured):] + measured[:number % len(measured)]
+            tasks += ''.join('    - name: %s %d\n      %s\n' % (kind, number, dict(FIXED_TASKS)[kind]) for kind in turn)
+        run = runner.run('fixed-mixed-%d' % rep, FIXED_PLAYBOOK.format(kind='side by side', tasks=tasks), inventory)
+        if run['rc'] != 0:
+            out['errors'].append('fixed cost side by side: ansible-playbook exited %d (see %s)' % (run['rc'], run['dir']))
+            continue
+        for number in range(1, tasks_per_play + 1):
+            round_tasks = {kind: task_by_name(run['tasks'], '%s %d' % (kind, number)) for kind in measured}
+            if any(task is None or task.get('duration') is None for task in round_tasks.values()):
+                continue
+            for kind in ('info', 'polling'):
+                out['paired'][kind].append(round_tasks[kind]['duration'] / round_tasks['stat']['duration'])
+            for kind, task in round_tasks.items():
+                out['mixed_task_s'][kind].append(task['duration'])
+                procs = modules_in(task, run['modules'])
+                if len(procs) == 1:
+                    out['mixed_module_s'][kind].append(procs[0]['t_end'] - procs[0]['t_proc'])
+    # One kept payload of each module: its size and its imports.
+    keep = os.path.join(runner.work, 'fixed-keep')
+    tasks = ''.join('    - name: %s\n      %s\n' % (kind, task) for kind, task in FIXED_TASKS if task)
+    playbook = FIXED_PLAYBOOK.format(kind='payloads', tasks=tasks)
+    run = runner.run('fixed-payloads', playbook, inventory, extra_env={'ANSIBLE_KEEP_REMOTE_FILES': '1', 'ANSIBLE_REMOTE_TMP': keep})
+    out['payload_kb'] = {}
+    out['imports_ms'] = {}
+    names = {'stat': 'stat', 'info': 'balloon_stats_info', 'polling': 'balloon_stats_polling'}
+    for base, _dirs, files in os.walk(keep):
+        for name in files:
+            for kind, module in names.items():
+                if name == 'AnsiballZ_%s.py' % module:
+                    path = os.path.join(base, name)
+                    out['payload_kb'][kind] = os.path.getsize(path) / 1024.0
+                    out['imports_ms'][kind] = import_breakdown(runner.python, path, import_runs)
+    med = {'per_task': {kind: median(values) for kind, values in out['per_task'].items()},
+           'task_s': {kind: median(values) for kind, values in out['task_s'].items()},
+           'module_s': {kind: median(values) for kind, values in out['module_s'].items()},
+           'wall': {kind: median(values) for kind, values in out['wall'].items()}}
+    med['mixed_task_s'] = {kind: median(values) for kind, values in out['mixed_task_s'].items()}
+    med['mixed_module_s'] = {kind: median(values) for kind, values in out['mixed_module_s'].items()}
+    for kind in ('info', 'polling'):
+        med['%s_paired' % kind] = median(out['paired'][kind])
+        med['%s_over_stat' % kind] = ratio(med['per_task'].get(kind), med['per_task'].get('stat'))
+        med['%s_task_over_stat' % kind] = ratio(med['task_s'].get(kind), med['task_s'].get('stat'))
+    out['median'] = med
+    return out

@@ -16,14 +16,13 @@ at the top level).
 
 from __future__ import annotations
 
+import importlib.util
 import platform
 import sys
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.qmp.balloon.plugins.module_utils import _libvirt, _targets
-from ansible_collections.qmp.balloon.plugins.module_utils._batch import failure_summary
-from ansible_collections.qmp.balloon.plugins.module_utils._libvirt_executor import LibvirtExecutor
+from ansible_collections.qmp.balloon.plugins.module_utils import _targets
 from ansible_collections.qmp.balloon.plugins.module_utils._options import (
     COMMON_ARGUMENT_SPEC,
     COMMON_MUTUALLY_EXCLUSIVE,
@@ -34,8 +33,17 @@ from ansible_collections.qmp.balloon.plugins.module_utils._options import (
     invalid_input,
     libvirt_uri,
 )
-from ansible_collections.qmp.balloon.plugins.module_utils._qmp import HAS_QEMU_QMP, QEMU_QMP_IMPORT_ERROR, QEMU_QMP_VERSION
-from ansible_collections.qmp.balloon.plugins.module_utils._qmp_executor import QMPExecutor
+
+# The engine of each transport is imported only when a task uses it (function-level imports
+# below; AnsiballZ still puts them in the payload): a task with transport qmp imports no libvirt
+# code (not even _libvirt) and no xml.etree, and one with no VM at all (targets: [], a glob
+# allowed to match nothing) no asyncio, ssl or qemu.qmp either: 35-40 ms of every such task
+# (docs/performance.md, "Fixed cost of a task").
+
+#: None until checked (qemu_qmp_importable); then whether qemu.qmp could be imported.
+HAS_QEMU_QMP = None
+#: The traceback of the failed import, for fail_json's ``exception``.
+QEMU_QMP_IMPORT_ERROR = None
 
 #: Keys of a VM's result that are not copied to the top level of a single-VM call.
 _NOT_AT_TOP = ('changed', 'failed', 'msg')
@@ -49,8 +57,30 @@ def _this_python():
     return 'The Python %s on this host (node name %s)' % (sys.executable or 'python', platform.node() or 'unknown')
 
 
+def qemu_qmp_importable(load):
+    """Whether this Python has qemu.qmp: imported when ``load``, else only found (not imported: it brings asyncio).
+
+    A qemu.qmp that cannot even be found is imported anyway, for the traceback of the
+    failure (QEMU_QMP_IMPORT_ERROR), so that it fails the task exactly as an import would.
+    """
+    global HAS_QEMU_QMP, QEMU_QMP_IMPORT_ERROR  # pylint: disable=global-statement
+    if HAS_QEMU_QMP is None and (load or not _found('qemu.qmp')):
+        from ansible_collections.qmp.balloon.plugins.module_utils import _qmp  # pylint: disable=import-outside-toplevel
+        HAS_QEMU_QMP, QEMU_QMP_IMPORT_ERROR = _qmp.HAS_QEMU_QMP, _qmp.QEMU_QMP_IMPORT_ERROR
+    return HAS_QEMU_QMP is not False
+
+
+def _found(name):
+    """Whether the module ``name`` can be found on sys.path (its parent packages are imported, not itself)."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def missing_qemu_qmp_message():
     """One sentence: which Python on which host lacks qemu.qmp, and the two ways out."""
+    from ansible_collections.qmp.balloon.plugins.module_utils._qmp import QEMU_QMP_VERSION  # pylint: disable=import-outside-toplevel
     return ('%s cannot import qemu.qmp==%s, which this module needs: run the role qmp.balloon.balloon_stats with '
             'tasks_from: prepare on this host (include_role in a play, or ad hoc: ansible HOST -b -m ansible.builtin.include_role '
             "-a 'name=qmp.balloon.balloon_stats tasks_from=prepare'), which makes the venv %s with it, "
@@ -60,6 +90,7 @@ def missing_qemu_qmp_message():
 
 def missing_libvirt_message():
     """One sentence: which Python on which host lacks libvirt-python, and the ways out."""
+    from ansible_collections.qmp.balloon.plugins.module_utils import _libvirt  # pylint: disable=import-outside-toplevel
     return ('%s cannot import %s, which transport libvirt needs: install the distribution\'s binding '
             '(python3-libvirt on Debian, Ubuntu and Proxmox VE) and run the modules with the host\'s Python or with a venv made '
             'with --system-site-packages, which sees it (the role\'s prepare entry point makes %s that way: '
@@ -111,9 +142,10 @@ class BalloonModule(object):
         self.batch_error = None
         self.batch_warnings = []
         if self.transport == TRANSPORT_LIBVIRT:
+            from ansible_collections.qmp.balloon.plugins.module_utils import _libvirt  # pylint: disable=import-outside-toplevel
             if not _libvirt.load():
                 self.fail(missing_libvirt_message(), exception=_libvirt.LIBVIRT_IMPORT_ERROR)
-        elif not HAS_QEMU_QMP:
+        elif not qemu_qmp_importable(load=False):
             self.fail(missing_qemu_qmp_message(), exception=QEMU_QMP_IMPORT_ERROR)
         try:
             selection = _targets.build(self.params, LIBVIRT_ONLY_OPTIONS + tuple(libvirt_only))
@@ -124,9 +156,25 @@ class BalloonModule(object):
             self.single = selection.single
             self.empty_globs = selection.empty_globs
             if self.transport == TRANSPORT_LIBVIRT:
+                from ansible_collections.qmp.balloon.plugins.module_utils._libvirt_executor import (  # pylint: disable=import-outside-toplevel
+                    LibvirtExecutor,
+                )
                 self.executor = LibvirtExecutor(libvirt_uri(self.params), all_domains=selection.all_domains)
-            else:
+            elif self.targets:
+                if not qemu_qmp_importable(load=True):
+                    self.fail(missing_qemu_qmp_message(), exception=QEMU_QMP_IMPORT_ERROR)
+                from ansible_collections.qmp.balloon.plugins.module_utils._qmp_executor import (  # pylint: disable=import-outside-toplevel
+                    QMPExecutor,
+                )
                 self.executor = QMPExecutor()
+            else:
+                # No VM (targets: [], or globs allowed to match nothing): no event loop to run.
+                self.executor = None
+
+    @property
+    def diff_words(self):
+        """What the transport calls the polling interval in a diff (None with no VM: no diff to word)."""
+        return self.executor.diff_words if self.executor is not None else None
 
     def fail(self, msg, **kwargs):
         self.module.fail_json(msg=msg, **kwargs)
@@ -137,14 +185,20 @@ class BalloonModule(object):
 
     def run(self, operation):
         """Run ``operation`` (an ``_operations.Operation``) on every target; the results in input order."""
-        batch = self.executor.run_batch(self.targets, operation, self.params['concurrency'], self.params['timeout'])
-        self.batch_error = batch.error
+        if self.executor is None:
+            batch, self.batch_error = [], None
+        else:
+            batch = self.executor.run_batch(self.targets, operation, self.params['concurrency'], self.params['timeout'])
+            self.batch_error = batch.error
         self.batch_warnings = operation.warnings()
         return list(batch)
 
     def exit(self, results, changed=False, diff=None):
         """Exit with ``vms`` (input order); fail after all VMs when any failed, unless fail_on_error is false."""
-        message = failure_summary(results)
+        message = None
+        if any(result.get('failed') for result in results):
+            from ansible_collections.qmp.balloon.plugins.module_utils._batch import failure_summary  # pylint: disable=import-outside-toplevel
+            message = failure_summary(results)
         for result in results:
             result.pop('_cause', None)
         output = dict(changed=changed, vms=results)

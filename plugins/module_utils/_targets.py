@@ -21,7 +21,6 @@ import math
 import os
 import stat
 
-from ansible_collections.qmp.balloon.plugins.module_utils._libvirt_executor import LibvirtTarget
 from ansible_collections.qmp.balloon.plugins.module_utils._options import (
     LIBVIRT_ONLY_OPTIONS,
     MAX_TIMEOUT,
@@ -33,8 +32,6 @@ from ansible_collections.qmp.balloon.plugins.module_utils._options import (
     invalid_input,
     libvirt_uri,
 )
-from ansible_collections.qmp.balloon.plugins.module_utils._qmp import Endpoint, TLSSettings
-from ansible_collections.qmp.balloon.plugins.module_utils._qmp_executor import Target
 
 
 class InputError(Exception):
@@ -260,6 +257,7 @@ class _QMPInput(object):
                 errors.append('%s: %s is not a readable file' % (option, path))
             elif not os.access(path, os.R_OK):
                 errors.append('%s: permission denied reading %s' % (option, path))
+        from ansible_collections.qmp.balloon.plugins.module_utils._qmp import TLSSettings  # pylint: disable=import-outside-toplevel
         return TLSSettings(params['tls_ca'], params['tls_cert'], params['tls_key'], params['tls_server_name'])
 
     def check_selection(self, errors):
@@ -267,6 +265,9 @@ class _QMPInput(object):
 
     def target(self, entry, label, prefix, errors):
         """``(Target, key)`` of one entry (the key tells one monitor from another), or None when it cannot be reached."""
+        # Imported here, with the first VM: a task with no VM needs no asyncio or qemu.qmp (_common).
+        from ansible_collections.qmp.balloon.plugins.module_utils._qmp import Endpoint  # pylint: disable=import-outside-toplevel
+        from ansible_collections.qmp.balloon.plugins.module_utils._qmp_executor import Target  # pylint: disable=import-outside-toplevel
         if entry.get('socket') is not None:
             # an entry found through sockets is named by its sockets[N]
             error = check_socket_path(entry['socket'], label if label and label.startswith('sockets[') else prefix + 'socket')
@@ -328,6 +329,7 @@ class _LibvirtInput(object):
 
     def target(self, entry, label, prefix, errors):
         """``(LibvirtTarget, key)`` of one entry, or None without a domain."""
+        from ansible_collections.qmp.balloon.plugins.module_utils._libvirt_executor import LibvirtTarget  # pylint: disable=import-outside-toplevel
         misplaced = [option for option in QMP_ONLY_TARGET_OPTIONS if label and entry.get(option) is not None]
         for option in misplaced:
             errors.append('%s%s applies to transport qmp only: with transport libvirt, give %sdomain' % (prefix, option, prefix))

@@ -274,7 +274,7 @@ def main():
                                  require_balloon=params['require_balloon'])
     results = client.run(operation)
     changed = any(result.get('changed') for result in results)
-    client.exit(results, changed=changed, diff=polling_diff(results, client.executor.diff_words, params['persistent']))
+    client.exit(results, changed=changed, diff=polling_diff(results, client.diff_words, params['persistent']))
 
 
 if __name__ == '__main__':
