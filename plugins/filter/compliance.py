@@ -218,7 +218,14 @@ def pressure(headroom, vm_rates, thresholds=None):
                 reasons.append('headroom %g%% < %g%%' % (headroom, limits['headroom_moderate']))
         elif headroom < limits['headroom_moderate']:
             moderate = True
-            reasons.append('headroom %g%% < %g%%' % (headroom, limits['headroom_moderate']))
+            paging = []
+            if major is not None and major > limits['major_faults']:
+                paging.append('%g major faults/s' % major)
+            if swap is not None and swap > limits['swap_bytes']:
+                paging.append('%g swap bytes/s' % swap)
+            reasons.append('headroom %g%% < %g%%%s' % (
+                headroom, limits['headroom_moderate'],
+                ' with %s (high needs headroom < %g%% too)' % (' and '.join(paging), limits['headroom_high']) if paging else ''))
     if high:
         verdict = 'high'
     elif moderate:
@@ -228,6 +235,8 @@ def pressure(headroom, vm_rates, thresholds=None):
         reasons.append('no headroom: the guest sends no available_memory or total_memory')
     else:
         verdict = 'none'
+        if all(vm_rates.get(key) is None for key in ('major_faults', 'swap_in', 'swap_out')):
+            reasons.append('headroom %g%%; no rates yet (first sample or a counter reset)' % headroom)
     return {'verdict': verdict, 'reasons': reasons, 'headroom_percent': headroom}
 
 
@@ -384,12 +393,21 @@ UNREACHABLE_REASON = 'Ansible could not connect to it, so none of its VMs was re
 FAILED_REASON = 'a task failed on it before its stats were gathered (see that task in the play output), so none of its VMs was read'
 
 
+#: The role's registered module results, in the order its tasks run.
+_MODULE_RESULTS = ('__balloon_stats_probe', '__balloon_stats_libvirt_found', 'balloon_stats_configure_result',
+                   '__balloon_stats_info')
+
+
 def _hypervisor_entry(host, facts, hostvars_host, in_play):
     """One hypervisor of the report: its status (ok, unreachable, failed, no_vms) and reason."""
     if not facts:
-        # A host that ran none of the role's tasks was never reached; one that did failed on the way.
-        reached = any(key in hostvars_host for key in ('__balloon_stats_discovered', '__balloon_stats_prepared',
-                                                       '__balloon_stats_failure'))
+        # Only a module's result proves that Ansible reached the host (set_fact runs without
+        # connecting): unreachable when one says so or none ran, failed when one ran or the
+        # role recorded why.
+        results = [hostvars_host.get(key) for key in _MODULE_RESULTS if isinstance(hostvars_host.get(key), dict)]
+        unreachable = any(result.get('unreachable') for result in results)
+        reached = not unreachable and ('__balloon_stats_failure' in hostvars_host
+                                       or any(not result.get('skipped') for result in results))
         if in_play and not reached:
             status, reason = 'failed', 'the role did not gather its stats in this play (the report entry point ran alone?)'
         elif reached or in_play:
@@ -534,7 +552,8 @@ def headline(report):
     """One line for the fleet: every VM and hypervisor counted in its state, reasons for the hosts that failed."""
     summary = report['summary']
     hypervisors = report['hypervisors']
-    parts = ['%d VMs on %d hypervisors' % (summary['vms'], summary['hypervisors'])]
+    parts = ['%d VM%s on %d hypervisor%s' % (summary['vms'], '' if summary['vms'] == 1 else 's',
+                                             summary['hypervisors'], '' if summary['hypervisors'] == 1 else 's')]
     problems = []
     for status in ('unreachable', 'failed'):
         hosts = [h for h in hypervisors if h['status'] == status]
@@ -568,30 +587,49 @@ def findings(report):
 
 
 def since_last_run(report, previous):
-    """New and resolved violations, VMs appeared and disappeared, hypervisors whose status changed."""
+    """New and resolved violations, VMs appeared and disappeared, hypervisors whose status changed.
+
+    Only the hypervisors both runs audited are compared: a run with ``--limit`` (or a play over
+    other hosts) neither makes the VMs of the hosts it left out "disappeared" nor, in the next
+    full run, their old violations "new". Those hosts are named in ``not_in_previous`` and
+    ``not_in_this_run`` instead.
+    """
     if not previous or not isinstance(previous, dict) or not previous.get('findings'):
         return {'previous': None, 'changed': True, 'new_violations': [], 'resolved_violations': [],
-                'vms_appeared': [], 'vms_disappeared': [], 'state_changes': [], 'hypervisor_changes': []}
+                'vms_appeared': [], 'vms_disappeared': [], 'state_changes': [], 'hypervisor_changes': [],
+                'not_in_previous': [], 'not_in_this_run': []}
     now, before = report['findings'], previous['findings']
+    hosts_now, hosts_before = set(now.get('hypervisors', {})), set(before.get('hypervisors', {}))
+    scope = hosts_now & hosts_before
+
+    def in_scope(vms):
+        return dict((vm, entry) for vm, entry in vms.items() if vm.split('/', 1)[0] in scope)
+
+    vms_now, vms_before = in_scope(now['vms']), in_scope(before.get('vms', {}))
 
     def failing(vms):
         return set((vm, rule) for vm, entry in vms.items() for rule, result in entry.get('rules', {}).items() if result == 'fail')
 
-    new, old = failing(now['vms']), failing(before.get('vms', {}))
-    common = set(now['vms']) & set(before.get('vms', {}))
+    new, old = failing(vms_now), failing(vms_before)
+    common = set(vms_now) & set(vms_before)
+    hypervisors_now = dict((host, status) for host, status in now['hypervisors'].items() if host in scope)
+    hypervisors_before = dict((host, status) for host, status in before.get('hypervisors', {}).items() if host in scope)
     return {
         'previous': previous.get('generated_at'),
-        'changed': now != before,
+        # the fleet's compliance changed: in the common scope, or the scope itself
+        'changed': vms_now != vms_before or hypervisors_now != hypervisors_before or hosts_now != hosts_before,
         'new_violations': [{'vm': vm, 'rule': rule} for vm, rule in sorted(new - old)],
         # a VM that disappeared took its violations along: they are not resolved
         'resolved_violations': [{'vm': vm, 'rule': rule} for vm, rule in sorted(old - new) if vm in common],
-        'vms_appeared': sorted(set(now['vms']) - set(before.get('vms', {}))),
-        'vms_disappeared': sorted(set(before.get('vms', {})) - set(now['vms'])),
-        'state_changes': [{'vm': vm, 'before': before['vms'][vm].get('state'), 'after': now['vms'][vm]['state']}
-                          for vm in sorted(common) if before['vms'][vm].get('state') != now['vms'][vm]['state']],
-        'hypervisor_changes': [{'hypervisor': host, 'before': before.get('hypervisors', {}).get(host), 'after': status}
-                               for host, status in sorted(now['hypervisors'].items())
-                               if before.get('hypervisors', {}).get(host) != status],
+        'vms_appeared': sorted(set(vms_now) - set(vms_before)),
+        'vms_disappeared': sorted(set(vms_before) - set(vms_now)),
+        'state_changes': [{'vm': vm, 'before': vms_before[vm].get('state'), 'after': vms_now[vm]['state']}
+                          for vm in sorted(common) if vms_before[vm].get('state') != vms_now[vm]['state']],
+        'hypervisor_changes': [{'hypervisor': host, 'before': hypervisors_before.get(host), 'after': status}
+                               for host, status in sorted(hypervisors_now.items())
+                               if hypervisors_before.get(host) != status],
+        'not_in_previous': sorted(hosts_now - hosts_before),
+        'not_in_this_run': sorted(hosts_before - hosts_now),
     }
 
 

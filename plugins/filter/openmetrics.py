@@ -58,6 +58,8 @@ HEALTH_STATES = ('ok', 'polling_disabled', 'driver_not_loaded', 'stats_not_negot
                  'stale', 'no_balloon_device')
 COMPLIANCE_STATES = ('compliant', 'non_compliant', 'unknown')
 PRESSURE_STATES = ('none', 'moderate', 'high', 'unknown')
+#: The statuses of a hypervisor in the role's fact (unreachable hosts have no fact, hence no file).
+HYPERVISOR_STATES = ('ok', 'failed', 'no_vms')
 RULE_VALUES = {True: 'pass', False: 'fail', None: 'unknown', 'pass': 'pass', 'fail': 'fail', 'unknown': 'unknown'}
 
 #: Every family, in output order: name without prefix -> (type, help).
@@ -76,6 +78,9 @@ FAMILIES = dict([
     ('pressure', ('gauge', 'The memory pressure verdict for the VM as a state set: 1 for the current verdict, 0 for the others.')),
     ('memory_headroom_ratio', ('gauge', 'Available memory divided by total memory, as the pressure verdict saw it (0-1).')),
     ('collected_timestamp_seconds', ('gauge', 'When these figures were collected, Unix time in seconds.')),
+    ('hypervisor_vms', ('gauge', 'How many VMs were found on the hypervisor (read or not).')),
+    ('hypervisor_status', ('gauge', 'The role status of the hypervisor as a state set (ok, failed, no_vms): failed when '
+                                    'its VMs could not be looked for, such as a socket glob whose directory does not exist.')),
     ('export_period_seconds', ('gauge', 'How often the export is scheduled to run, in seconds (the export-stale alert waits 3 periods).')),
 ])
 
@@ -242,19 +247,19 @@ def _add_vm(out, vm, hypervisor):
 
 
 def _hypervisors(data, hypervisor, collected_at):
-    """[(hypervisor, collected_at, vms)] from any of the accepted input shapes."""
+    """[(hypervisor, collected_at, vms, status)] from any of the accepted input shapes (status: the role's, or None)."""
     if isinstance(data, dict):
         if not isinstance(data.get('vms'), list):
             raise AnsibleFilterError('balloon_openmetrics expects a balloon_stats_info result, the role\'s balloon_stats fact '
                                      'or a list of VMs; this dict has no vms list')
         return [(hypervisor or data.get('hypervisor'), collected_at if collected_at is not None else data.get('collected_at'),
-                 data['vms'])]
+                 data['vms'], data.get('status'))]
     if isinstance(data, list):
         if data and all(isinstance(item, dict) and isinstance(item.get('vms'), list) and 'name' not in item for item in data):
             # several hypervisors' facts (the fleet in one file)
-            return [(item.get('hypervisor'), collected_at if collected_at is not None else item.get('collected_at'), item['vms'])
-                    for item in data]
-        return [(hypervisor, collected_at, data)]
+            return [(item.get('hypervisor'), collected_at if collected_at is not None else item.get('collected_at'), item['vms'],
+                     item.get('status')) for item in data]
+        return [(hypervisor, collected_at, data, None)]
     raise AnsibleFilterError('balloon_openmetrics expects a balloon_stats_info result, the role\'s balloon_stats fact or a '
                              'list of VMs, got %s' % type(data).__name__)
 
@@ -267,11 +272,16 @@ def balloon_openmetrics(data, hypervisor=None, collected_at=None, period=None):
     if period is not None and (_number(period) is None or _number(period) <= 0):
         raise AnsibleFilterError('balloon_openmetrics: period must be a number of seconds above 0, got %r' % (period,))
     out = _Exposition()
-    for host, collected, vms in _hypervisors(data, hypervisor, collected_at):
+    for host, collected, vms, status in _hypervisors(data, hypervisor, collected_at):
         for vm in vms:
             _add_vm(out, vm, host)
+        labels = [('hypervisor', host)] if host else []
         when = int(time.time()) if collected is None else _epoch(collected, 'collected_at')
-        out.add('collected_timestamp_seconds', [('hypervisor', host)] if host else [], when)
+        out.add('collected_timestamp_seconds', labels, when)
+        out.add('hypervisor_vms', labels, len(vms))
+        if status:
+            # a failed hypervisor (a glob directory missing) must not look like a quiet one
+            _state_set(out, 'hypervisor_status', labels, status, HYPERVISOR_STATES)
         if period is not None:
             out.add('export_period_seconds', [('hypervisor', host)] if host else [], _number(period))
     return out.text()

@@ -282,12 +282,12 @@ def test_role_rates_come_from_the_previous_gather_by_endpoint():
 # (name, headroom %, rates, thresholds, verdict, a word every reason list has)
 PRESSURE_CASES = [
     ('idle', 60.0, {'major_faults': 0.0, 'swap_in': 0.0, 'swap_out': 0.0}, None, 'none', None),
-    ('first sample, plenty', 60.0, {}, None, 'none', None),
+    ('first sample, plenty', 60.0, {}, None, 'none', 'no rates yet'),
     ('low headroom, faulting', 3.0, {'major_faults': 12.0, 'swap_in': 0.0, 'swap_out': 0.0}, None, 'high', 'major faults'),
     ('low headroom, swapping', 4.0, {'major_faults': 0.0, 'swap_in': 900000.0, 'swap_out': 300000.0}, None, 'high', 'swap'),
     ('low headroom, quiet', 4.0, {'major_faults': 1.0, 'swap_in': 0.0, 'swap_out': 0.0}, None, 'moderate', 'headroom'),
     ('low headroom, no rates yet', 4.0, {}, None, 'moderate', 'cannot be judged'),
-    ('under 10 %', 8.0, {'major_faults': 100.0}, None, 'moderate', 'headroom'),
+    ('under 10 %', 8.0, {'major_faults': 100.0}, None, 'moderate', 'with 100 major faults/s (high needs headroom < 5% too)'),
     ('faulting with headroom', 50.0, {'major_faults': 100.0, 'swap_in': 1e9}, None, 'none', None),
     ('OOM kill', 50.0, {'oom_kills': 1}, None, 'high', 'OOM'),
     ('allocation stall', 50.0, {'alloc_stalls': 2}, None, 'moderate', 'allocation stall'),
@@ -305,7 +305,7 @@ def test_pressure(name, headroom, rates, thresholds, verdict, word):
     assert result['headroom_percent'] == headroom
     if word:
         assert any(word in reason for reason in result['reasons']), result['reasons']
-    if verdict == 'none':
+    if verdict == 'none' and word is None:
         assert result['reasons'] == []
 
 
@@ -386,6 +386,42 @@ def test_a_hypervisor_that_drops_out_is_a_finding():
     third = _report([vm('a')], hosts=('hv1',), previous=second)
     assert third['since_last_run']['hypervisor_changes'] == []
     assert third['since_last_run']['changed'] is True      # hv2 left the report
+
+
+def _two_hosts_report(hosts, previous=None):
+    """A report over hosts hv1 (VMs a, b; b failing) and hv2 (VM c, failing), limited to ``hosts``."""
+    facts = {}
+    for host, vms in (('hv1', [vm('a'), vm('b', polling_interval=0, health='polling_disabled')]),
+                      ('hv2', [vm('c', polling_interval=0, health='polling_disabled')])):
+        records = compliance.balloon_compliance(vms, rules=BUILTIN, hypervisor=host, expected_interval=10,
+                                                min_available_percent=10)
+        facts[host] = {'balloon_stats': {'vms': records, 'status': 'ok', 'rules': BUILTIN}}
+    return compliance.balloon_report(facts, list(hosts), provenance={'check_mode': False}, previous=previous)
+
+
+def test_a_limited_run_compares_only_the_hypervisors_both_runs_audited():
+    """--limit hv2 after a full run: hv1's VMs did not disappear; the next full run finds no "new" violation on hv1."""
+    full = _two_hosts_report(('hv1', 'hv2'))
+    limited = _two_hosts_report(('hv2',), previous=full)
+    since = limited['since_last_run']
+    assert since['vms_disappeared'] == [] and since['new_violations'] == [] and since['resolved_violations'] == []
+    assert since['not_in_this_run'] == ['hv1'] and since['not_in_previous'] == []
+    again = _two_hosts_report(('hv1', 'hv2'), previous=limited)['since_last_run']
+    assert again['vms_appeared'] == [] and again['new_violations'] == [] and again['hypervisor_changes'] == []
+    assert again['not_in_previous'] == ['hv1']
+
+
+@pytest.mark.parametrize('hostvars_host, status', [
+    # set_fact runs without connecting: discovery alone proves nothing
+    ({'__balloon_stats_discovered': {}, '__balloon_stats_prepared': {'key': 1},
+      '__balloon_stats_probe': {'unreachable': True, 'msg': 'ssh: connect to host 127.0.0.1 port 1'}}, 'unreachable'),
+    ({'__balloon_stats_discovered': {}}, 'unreachable'),
+    ({'__balloon_stats_probe': {'changed': False}, '__balloon_stats_info': {'failed': True, 'msg': 'x'}}, 'failed'),
+    ({'__balloon_stats_failure': 'No VM found on hv2'}, 'failed'),
+])
+def test_a_host_without_facts_is_unreachable_unless_a_module_reached_it(hostvars_host, status):
+    report = compliance.balloon_report({'hv2': hostvars_host}, ['hv2'], [], provenance={'check_mode': False})
+    assert report['hypervisors'][0]['status'] == status
 
 
 @pytest.mark.parametrize('data, expression, expected', [

@@ -233,11 +233,27 @@ def test_the_export_period_is_published_beside_the_collection_time():
     assert 'qmp_balloon_export_period_seconds' not in parse(balloon_openmetrics({'vms': [info_vm()]}))
 
 
-def test_empty_input_says_only_when():
+def test_empty_input_says_when_and_how_many():
     assert balloon_openmetrics({'vms': []}, collected_at=5) == ('# HELP qmp_balloon_collected_timestamp_seconds When these figures '
                                                                 'were collected, Unix time in seconds.\n'
                                                                 '# TYPE qmp_balloon_collected_timestamp_seconds gauge\n'
-                                                                'qmp_balloon_collected_timestamp_seconds 5\n')
+                                                                'qmp_balloon_collected_timestamp_seconds 5\n'
+                                                                '# HELP qmp_balloon_hypervisor_vms How many VMs were found on '
+                                                                'the hypervisor (read or not).\n'
+                                                                '# TYPE qmp_balloon_hypervisor_vms gauge\n'
+                                                                'qmp_balloon_hypervisor_vms 0\n')
+
+
+def test_a_failed_hypervisor_does_not_look_like_a_quiet_one():
+    """The role's fact of a hypervisor whose glob directory is missing: no VM, status failed (issue 14)."""
+    families = parse(balloon_openmetrics({'hypervisor': 'hv3', 'collected_at': 5, 'vms': [], 'status': 'failed',
+                                          'reason': 'sockets[0]: /run/typo/*.qmp matches nothing'}))
+    assert value(families, 'qmp_balloon_hypervisor_status', hypervisor='hv3', state='failed') == '1'
+    assert value(families, 'qmp_balloon_hypervisor_status', hypervisor='hv3', state='ok') == '0'
+    assert value(families, 'qmp_balloon_hypervisor_vms', hypervisor='hv3') == '0'
+    ok = parse(balloon_openmetrics({'hypervisor': 'hv1', 'collected_at': 5, 'vms': [info_vm()], 'status': 'ok'}))
+    assert value(ok, 'qmp_balloon_hypervisor_status', hypervisor='hv1', state='ok') == '1'
+    assert value(ok, 'qmp_balloon_hypervisor_vms', hypervisor='hv1') == '1'
 
 
 @pytest.mark.parametrize('data, kwargs, message', [
