@@ -565,23 +565,10 @@ def run_profile(bench_python, ansible, sockets, work):
     if not bench_python:
         return None
     directory = os.path.join(work, 'profile')
-    os.makedirs(directory, exist_ok=True)
-    targets = [{'socket': path} for path in sockets]
-    targets_file = os.path.join(directory, 'targets.json')
-    with open(targets_file, 'w') as handle:
-        json.dump(targets, handle)
-    keep = os.path.join(directory, 'remote')
-    playbook = ('---\n- hosts: bench\n  gather_facts: false\n  vars_files: [targets.json]\n  tasks:\n'
-                '    - name: capture\n      qmp.balloon.balloon_stats_info:\n        targets: "{{ bench_targets }}"\n')
-    run = ansible.run('profile-capture', playbook, '[bench]\nlocalhost ansible_connection=local\n',
-                      extra_files={'targets.json': json.dumps({'bench_targets': targets})},
-                      extra_env={'ANSIBLE_KEEP_REMOTE_FILES': '1', 'ANSIBLE_REMOTE_TMP': keep})
-    payloads = []
-    for base, _dirs, files in os.walk(keep):
-        payloads += [os.path.join(base, name) for name in files if name.startswith('AnsiballZ_')]
-    if run['rc'] != 0 or not payloads:
-        return {'error': 'could not capture the AnsiballZ payload (rc %s)' % run['rc']}
-    command = [bench_python, PROFILE, '--out', directory, '--module-python', ansible.python, '--payload', payloads[0],
+    payload, targets_file = capture_payload(ansible, sockets, directory, 'profile-capture')
+    if payload is None:
+        return {'error': targets_file}
+    command = [bench_python, PROFILE, '--out', directory, '--module-python', ansible.python, '--payload', payload,
                '--floor', FLOOR, '--targets', targets_file]
     result = run_quiet(command)
     if result.returncode != 0:
