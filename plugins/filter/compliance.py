@@ -415,7 +415,16 @@ def _hypervisor_entry(host, facts, hostvars_host, in_play):
         else:
             status, reason = 'unreachable', UNREACHABLE_REASON
         return {'name': host, 'status': status, 'reason': reason, 'vms': 0, 'failed_vms': 0, 'violations': 0,
-                'non_compliant': 0, 'unknown': 0, 'collected_at': None}, []
+                'non_compliant': 0, 'unknown': 0, 'collected_at': None, 'stats_from': None}, []
+    info = hostvars_host.get('__balloon_stats_info')
+    gathered_now = isinstance(info, dict) and not info.get('skipped')
+    if not in_play and not gathered_now:
+        # The fact is an earlier run's, from the fact cache: this run never read the host, so its
+        # old figures are not counted as today's (a report-only play over sliced jobs is in_play).
+        entry, none = _hypervisor_entry(host, None, hostvars_host, in_play)
+        entry['reason'] += ('; its last stats (collected at %s, kept in the fact cache) are left out'
+                            % (facts.get('collected_at') or 'an unknown time'))
+        return entry, none
     host_vms = facts.get('vms') or []
     counts = balloon_summary(host_vms)
     status, reason = facts.get('status'), facts.get('reason') or None
@@ -426,7 +435,9 @@ def _hypervisor_entry(host, facts, hostvars_host, in_play):
             'a task failed on it after its stats were gathered (see that task in the play output); its data is kept')
     return {'name': host, 'status': status, 'reason': reason, 'vms': counts['vms'], 'failed_vms': counts['unreachable'],
             'violations': counts['violations'], 'non_compliant': counts['non_compliant'], 'unknown': counts['unknown'],
-            'collected_at': facts.get('collected_at')}, host_vms
+            'collected_at': facts.get('collected_at'),
+            # this_run, or fact_cache: a play that did not gather (tasks_from report after sliced jobs)
+            'stats_from': 'this_run' if gathered_now else 'fact_cache'}, host_vms
 
 
 def _collection_version():

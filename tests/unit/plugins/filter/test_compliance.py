@@ -441,9 +441,11 @@ def test_jmespath_filter_bad_expression(expression):
 
 def test_report_keeps_the_data_of_a_host_that_failed_after_gathering():
     records = compliance.balloon_compliance([vm('a')], rules=BUILTIN, hypervisor='hv1', expected_interval=10, min_available_percent=10)
-    report = compliance.balloon_report({'hv1': {'balloon_stats': {'vms': records}}, 'hv2': {}}, ['hv1', 'hv2'], [])
+    gathered = {'balloon_stats': {'vms': records}, '__balloon_stats_info': {'changed': False, 'vms': []}}
+    report = compliance.balloon_report({'hv1': gathered, 'hv2': {}}, ['hv1', 'hv2'], [])
     statuses = dict((h['name'], h['status']) for h in report['hypervisors'])
     assert statuses == {'hv1': 'failed', 'hv2': 'unreachable'}
+    assert report['hypervisors'][0]['stats_from'] == 'this_run'
     assert 'its data is kept' in report['hypervisors'][0]['reason']
     assert [v['name'] for v in report['vms']] == ['a']
     assert report['summary']['hypervisors_failed'] == 1
@@ -461,3 +463,23 @@ def test_records_keep_the_diagnosis_and_the_csv_its_advice():
     report = compliance.balloon_report({'hv1': {'balloon_stats': {'vms': [record]}}}, ['hv1'])
     [row] = list(csv.DictReader(io.StringIO(compliance.balloon_report_csv(report))))
     assert row['advice'] == record['advice']
+
+
+def test_an_earlier_runs_cached_fact_is_not_counted_for_a_host_this_run_did_not_reach():
+    """With a fact cache, an unreachable hypervisor still has its last balloon_stats fact: it must read
+    unreachable with the old data left out, not "failed after gathering" with old VMs counted as today's."""
+    records = compliance.balloon_compliance([vm('a'), vm('b')], rules=BUILTIN, hypervisor='hv1', expected_interval=10,
+                                            min_available_percent=10)
+    cached = {'balloon_stats': {'vms': records, 'status': 'ok', 'collected_at': '2026-11-29T10:00:00Z'}}
+    unreachable = dict(cached, __balloon_stats_probe={'unreachable': True, 'msg': 'ssh: connect to host 127.0.0.9 port 1'})
+    report = compliance.balloon_report({'hv1': unreachable}, ['hv1'], [], provenance={'check_mode': False})
+    [entry] = report['hypervisors']
+    assert entry['status'] == 'unreachable' and entry['vms'] == 0 and entry['stats_from'] is None
+    assert entry['reason'].startswith(compliance.UNREACHABLE_REASON)
+    assert '2026-11-29T10:00:00Z' in entry['reason'] and 'left out' in entry['reason']
+    assert report['vms'] == [] and report['summary']['vms_compliant'] == 0
+    # the same cached fact on a host still in the play (a report-only play after sliced jobs) is used, and marked
+    report = compliance.balloon_report({'hv1': cached}, ['hv1'], provenance={'check_mode': False})
+    [entry] = report['hypervisors']
+    assert (entry['status'], entry['stats_from'], entry['collected_at']) == ('ok', 'fact_cache', '2026-11-29T10:00:00Z')
+    assert report['summary']['vms_compliant'] == 2
