@@ -11,6 +11,7 @@
 #   7 audit_again.yml        nothing changed: changed=0, "since last run" says so       (exit 0)
 #   8 audit_again.yml        after s1 was stopped: "since last run" names it           (exit 0)
 #   9 pressure.yml           a real guest swapping (zram): pressure high, memory_pressure (exit 0)
+#  10 strategy_free.yml      strategy free: one report after every gather; hv1's cached fact left out (exit 4)
 # fleet.py boots the VMs before run 1 (all at once) and stops every one of them on exit,
 # whatever happens.
 set -eux -o pipefail
@@ -184,3 +185,9 @@ step audit_again
 run 0 "${work}/pressure.log" pressure.yml "${common[@]}"
 "${python}" fleet.py stop "${work}" hv-pressure sw
 step pressure
+
+# 10: strategy free: one report, by the last hypervisor to gather; an unreachable host's cached fact left out
+run 4 "${work}/free.log" strategy_free.yml "${common[@]}"
+grep -E -q '^hv1 +: .* unreachable=1 +failed=0 ' "${work}/free.log"
+test "$(grep -c 'TASK \[qmp.balloon.balloon_stats : Write the JSON report\]' "${work}/free.log")" -eq 1
+step strategy_free
