@@ -233,9 +233,9 @@ def check_targets(results):
     if sweep:
         sizes = [row['n'] for row in sweep['points']]
         last = sweep['slopes'][-1] if sweep['slopes'] else {}
+        complete = all(row.get('module_ms_per_vm') is not None and row.get('floor_ms_per_vm') is not None for row in sweep['slopes'])
         checks.append(('VM sweep %s fake VMs shown, per-VM marginal cost printed' % '/'.join(str(size) for size in sizes),
-                       all(size in sizes for size in (10, 100, 1000)) and all(row.get('module_ms_per_vm') is not None and row.get('floor_ms_per_vm') is not None
-                                                                             for row in sweep['slopes']),
+                       all(size in sizes for size in (10, 100, 1000)) and complete,
                        'from %s to %s VMs: module process %s ms per VM, floor %s ms per VM (%s), (a) task %s ms per VM' % (
                            last.get('from', '-'), last.get('to', '-'), fmt(last.get('module_ms_per_vm'), digits=2),
                            fmt(last.get('floor_ms_per_vm'), digits=2), fmt(last.get('module_over_floor'), digits=2),

@@ -38,10 +38,6 @@ except ImportError:
     QEMU_QMP_IMPORT_ERROR = traceback.format_exc()
     QMPClient = object
 
-#: ``asyncio.timeout`` (Python 3.11+) bounds an await in the running task; ``asyncio.wait_for``
-#: (before 3.12) runs it in a task of its own, one more task per command.
-_timeout = getattr(asyncio, 'timeout', None)
-
 from ansible_collections.qmp.balloon.plugins.module_utils._errors import (
     CommandNotAllowed,
     CommandFailed,
@@ -50,6 +46,10 @@ from ansible_collections.qmp.balloon.plugins.module_utils._errors import (
     QMPTimeout,
     seconds,
 )
+
+#: ``asyncio.timeout`` (Python 3.11+) bounds an await in the running task; ``asyncio.wait_for``
+#: (before 3.12) runs it in a task of its own, one more task per command.
+_timeout = getattr(asyncio, 'timeout', None)
 
 #: The only QMP commands the collection ever sends. ``qmp_capabilities`` is
 #: sent by qemu.qmp during negotiation; the others by this collection.
