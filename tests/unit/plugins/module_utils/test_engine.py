@@ -579,3 +579,21 @@ def test_client_run_answers_and_fails_like_execute(fleets):
     asyncio.run(scenario())
     # Each command went out once, as one message with its own id.
     assert qmp_fakes.commands(fleet.record).count('query-name') == 2
+
+
+def test_client_sends_queued_commands_in_one_write(fleets, monkeypatch):
+    """The commands the engine pipelines go out in one write each time: discovery with query-name, then the three reads."""
+    fleet, targets = one(fleets, static_vm())
+    writes = []
+    send_all = _qmp._Client._do_send_all
+
+    def recording(client, messages):
+        writes.append([msg['execute'] for msg in messages])
+        return send_all(client, messages)
+    monkeypatch.setattr(_qmp._Client, '_do_send_all', recording)
+    [result] = qmp_fakes.info(targets)
+    assert result['failed'] is False, result.get('msg')
+    # (then, for a VM whose health is not ok, x-query-virtio-status on its own)
+    assert [sorted(write) for write in writes[:2]] == [['qom-list', 'query-name'], ['qom-get', 'qom-get', 'query-status']]
+    # The same commands reached the server, in the same order (qemu.qmp negotiates before its writer runs).
+    assert qmp_fakes.commands(fleet.record) == ['qmp_capabilities'] + [command for write in writes for command in write]
