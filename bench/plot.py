@@ -16,6 +16,7 @@ import matplotlib
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402  pylint: disable=wrong-import-position
+from report import fmt, vm_marginal  # noqa: E402  pylint: disable=wrong-import-position
 
 SERIES = (
     ('b', '(b) one task per VM (loop)', 'tab:red', 'o'),
@@ -27,6 +28,19 @@ SERIES = (
     ('c', '(c) floor: qemu.qmp script, no Ansible', 'tab:green', 'D'),
     ('c_raw', '(c) raw: same reads, plain asyncio, no qemu.qmp', 'tab:olive', 'P'),
 )
+
+
+def annotate_marginal(axis, results):
+    """The VM sweep's per-VM marginal cost (bench/report.py vm_marginal) in the corner of the time plot."""
+    sweep = vm_marginal(results)
+    if not sweep:
+        return
+    lines = ['one more VM costs (ms, slope between sizes):']
+    for row in sweep['slopes']:
+        lines.append('%d -> %d: module %s, floor %s, task %s' % (row['from'], row['to'], fmt(row['module_ms_per_vm'], digits=2),
+                                                                 fmt(row['floor_ms_per_vm'], digits=2), fmt(row['task_ms_per_vm'], digits=2)))
+    axis.text(0.99, 0.02, '\n'.join(lines), transform=axis.transAxes, ha='right', va='bottom', fontsize=7.5,
+              bbox={'boxstyle': 'round', 'facecolor': 'white', 'alpha': 0.8, 'edgecolor': 'grey'})
 
 
 def main(argv=None):
@@ -58,6 +72,7 @@ def main(argv=None):
     if real:
         left.scatter([], [], marker='o', facecolors='none', edgecolors='grey', s=90,
                      label='hollow: %d real QEMU VMs (-S, 64 MiB)' % real[0]['n'])
+    annotate_marginal(left, results)
     left.set_xscale('log')
     left.set_yscale('log')
     left.set_xlabel('VMs')

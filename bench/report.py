@@ -213,7 +213,9 @@ def check_targets(results):
         measured += 'in the playbook: module %s s, floor %s s, ratio %s (CPU: %s s vs %s s, ratio %s)' % (
             fmt(big['a_module']), fmt(big['c']), fmt(big['a_module_over_c'], digits=2), fmt(big.get('a_cpu')), fmt(big.get('c_cpu')),
             fmt(big.get('a_cpu_over_c_cpu'), digits=2))
-        if not holds:
+        if not holds and big.get('pair_phases'):
+            measured += '; ' + engine_breakdown(big, 1.2)
+        elif not holds:
             phases = big.get('a_phases') or {}
             loop, floor_loop = phases.get('event_loop'), big.get('c_loop')
             measured += ('; module: start-up, imports and arguments %s s, event loop %s s (%s commands per VM after negotiation), exit_json %s s; '
@@ -227,6 +229,17 @@ def check_targets(results):
         checks.append(('1000 VMs: whole (a) task < 3 s', big['a'] is not None and big['a'] < 3.0, '%s s' % fmt(big['a'])))
         checks.append(('1000 VMs: peak module memory < 150 MB', big['a_rss_mb'] is not None and big['a_rss_mb'] < 150,
                        '%s MB' % fmt(big['a_rss_mb'], digits=0)))
+    sweep = vm_marginal(results)
+    if sweep:
+        sizes = [row['n'] for row in sweep['points']]
+        last = sweep['slopes'][-1] if sweep['slopes'] else {}
+        complete = all(row.get('module_ms_per_vm') is not None and row.get('floor_ms_per_vm') is not None for row in sweep['slopes'])
+        checks.append(('VM sweep %s fake VMs shown, per-VM marginal cost printed' % '/'.join(str(size) for size in sizes),
+                       all(size in sizes for size in (10, 100, 1000)) and complete,
+                       'from %s to %s VMs: module process %s ms per VM, floor %s ms per VM (%s), (a) task %s ms per VM' % (
+                           last.get('from', '-'), last.get('to', '-'), fmt(last.get('module_ms_per_vm'), digits=2),
+                           fmt(last.get('floor_ms_per_vm'), digits=2), fmt(last.get('module_over_floor'), digits=2),
+                           fmt(last.get('task_ms_per_vm'), digits=2))))
     hundred = by_label.get('fake-100')
     if hundred:
         checks.append(('100 VMs: (b)/(a) >= 30', hundred['b_over_a'] is not None and hundred['b_over_a'] >= 30,
@@ -265,11 +278,74 @@ def check_targets(results):
     return checks
 
 
+def engine_breakdown(big, target):
+    """Why the module process misses TARGET x the floor at the largest set, from the side-by-side pairs (summarise_set's pair_*)."""
+    phases = big['pair_phases']
+    fixed = phases['start_imports_args'] + phases['results_to_exit'] + phases['exit_json']
+    loop, floor_loop = phases['event_loop'], big.get('pair_floor_loop')
+    budget = target * big['pair_floor'] - fixed if big.get('pair_floor') is not None else None
+    commands, floor_commands = big.get('a_commands_per_vm_n'), big.get('c_commands_per_vm_n')
+    text = ('in the pairs, module: start-up, imports and arguments %s s, event loop %s s (%s commands per VM after negotiation), '
+            'results and exit_json %s s; floor: event loop %s s (%s commands per VM), the rest of its process %s s; '
+            'event loops %s' % (fmt(phases['start_imports_args'], digits=3), fmt(loop, digits=3), fmt(commands, digits=0),
+                                fmt(phases['results_to_exit'] + phases['exit_json'], digits=3), fmt(floor_loop, digits=3),
+                                fmt(floor_commands, digits=0), fmt(big.get('pair_floor_rest'), digits=3), fmt(ratio(loop, floor_loop), digits=2)))
+    if budget is not None and floor_loop:
+        text += ('; for %sx the module\'s event loop would have to fit in %s s (%s x the floor\'s, which sends %s commands per VM to its %s)'
+                 % (fmt(target, digits=1), fmt(budget, digits=3), fmt(budget / floor_loop, digits=2), fmt(floor_commands, digits=0),
+                    fmt(commands, digits=0)))
+    return text
+
+
+def vm_marginal(results):
+    """The VM sweep on the fake sets: per-VM marginal cost (slope between consecutive sizes) of the module process, the (a) task and
+    the floor; None with fewer than two sizes."""
+    fakes = sorted((result for result in results['sets'] if result['kind'] == 'fake'), key=lambda result: result['n'])
+    if len(fakes) < 2:
+        return None
+    points = [{'n': result['n'], 'module_s': result['median'].get('a_module'), 'task_s': result['median'].get('a'),
+               'floor_s': result['median'].get('c')} for result in fakes]
+
+    def slope(low, high, key):
+        if low[key] is None or high[key] is None:
+            return None
+        return 1000.0 * (high[key] - low[key]) / (high['n'] - low['n'])
+    slopes = []
+    for low, high in zip(points, points[1:]):
+        row = {'from': low['n'], 'to': high['n'], 'module_ms_per_vm': slope(low, high, 'module_s'), 'task_ms_per_vm': slope(low, high, 'task_s'),
+               'floor_ms_per_vm': slope(low, high, 'floor_s')}
+        row['module_over_floor'] = ratio(row['module_ms_per_vm'], row['floor_ms_per_vm'])
+        slopes.append(row)
+    return {'points': points, 'slopes': slopes}
+
+
+def vm_sweep_table(results):
+    sweep = vm_marginal(results)
+    if not sweep:
+        return ''
+    rows = [('VMs', 'from', '(a) task s', 'task ms/VM', 'module s', 'module ms/VM', 'floor (c) s', 'floor ms/VM', 'module/floor per VM')]
+    rows.append((str(sweep['points'][0]['n']), '-', fmt(sweep['points'][0]['task_s']), '-', fmt(sweep['points'][0]['module_s']), '-',
+                 fmt(sweep['points'][0]['floor_s']), '-', '-'))
+    for point, row in zip(sweep['points'][1:], sweep['slopes']):
+        rows.append((str(point['n']), str(row['from']), fmt(point['task_s']), fmt(row['task_ms_per_vm'], digits=3), fmt(point['module_s']),
+                     fmt(row['module_ms_per_vm'], digits=3), fmt(point['floor_s']), fmt(row['floor_ms_per_vm'], digits=3),
+                     fmt(row['module_over_floor'], digits=2)))
+    widths = [max(len(row[index]) for row in rows) for index in range(len(rows[0]))]
+    lines = ['VM sweep (fake monitors, medians): the marginal cost of one more VM is the slope from the size before (ms per VM):']
+    for number, row in enumerate(rows):
+        lines.append('  '.join(cell.rjust(width) for cell, width in zip(row, widths)))
+        if number == 0:
+            lines.append('  '.join('-' * width for width in widths))
+    return '\n'.join(lines)
+
+
 def render(results, notes, failures):
     """The text report of a run: the tables, the targets, the notes, the failures and the machine."""
     text = []
     if results['sets']:
         text += [table(results), '', phases_table(results)]
+        if vm_sweep_table(results):
+            text += ['', vm_sweep_table(results)]
     if results.get('fixed'):
         text += ['', fixed_table(results['fixed'])]
     if libvirt_table(results):

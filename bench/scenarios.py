@@ -17,7 +17,7 @@ import sys
 import time
 
 from runner import (
-    ENGINE_DIRECT, FILTERS, FLOOR, INTERVAL, LIBVIRT_PREFIX, LIBVIRT_READ, PROFILE, FakeFleetProcess, LibvirtDomains, last_json,
+    BENCH, ENGINE_DIRECT, FILTERS, FLOOR, INTERVAL, LIBVIRT_PREFIX, LIBVIRT_READ, PROFILE, FakeFleetProcess, LibvirtDomains, last_json,
     libvirt_python, log, median, ratio, run_quiet, timed_child,
 )
 
@@ -255,6 +255,7 @@ def summarise_set(result):
         med['pair_module'] = median(pairs['module'])
         med['pair_floor'] = median(pairs['floor'])
         med['pair_cpu_ratio'] = ratio(median(pairs['module_cpu']), median(pairs['floor_cpu']))
+        med.update(pair_breakdown(pairs))
     med['a_commands_per_vm_n'] = result.get('a_commands_per_vm')
     med['c_commands_per_vm_n'] = result.get('c_commands_per_vm')
     med['a_over_c'] = ratio(med['a'], med['c'])
@@ -539,25 +540,65 @@ def engine_pairs(ansible, sockets, floor_python, work, pairs):
     module/floor ratios is what the target is judged on (the playbook's module runs and the floors
     that bracket it are minutes apart, and the load here moves them by a factor 2).
     """
-    payload, targets_file = capture_payload(ansible, sockets, os.path.join(work, 'engine-pairs'), 'engine-pairs')
-    out = {'module': [], 'floor': [], 'ratios': [], 'module_cpu': [], 'floor_cpu': [], 'errors': []}
+    directory = os.path.join(work, 'engine-pairs')
+    payload, targets_file = capture_payload(ansible, sockets, directory, 'engine-pairs')
+    out = {'module': [], 'floor': [], 'ratios': [], 'module_cpu': [], 'floor_cpu': [], 'module_phases': [], 'floor_loop': [], 'errors': []}
     if payload is None:
         out['errors'].append(targets_file)
         return out
+    modlog = os.path.join(directory, 'modules.jsonl')
     for number in range(pairs):
         walls = {}
         for kind in (('module', 'floor') if number % 2 == 0 else ('floor', 'module')):
             command = [ansible.python, payload] if kind == 'module' else [floor_python, FLOOR, targets_file]
-            wall, _rss, code, output, errors, cpu = timed_child(command)
+            wall, _rss, code, output, errors, cpu = timed_child(command, env=probe_env(modlog) if kind == 'module' else None)
             if code != 0 or (kind == 'module' and '"failed": true' in output):
                 out['errors'].append('engine pair %d, %s exited %d: %s %s' % (number, kind, code, output[-300:], errors[-300:]))
                 break
             walls[kind] = wall
             out[kind].append(wall)
             out[kind + '_cpu'].append(cpu)
+            if kind == 'module':
+                out['module_phases'].append(probe_phases(modlog))
+            else:
+                out['floor_loop'].append(last_json(output).get('loop_s'))
         if len(walls) == 2:
             out['ratios'].append(walls['module'] / walls['floor'])
     return out
+
+
+def pair_breakdown(pairs):
+    """Medians of the module's phases and of the floor's loop in the side-by-side pairs (keys pair_*)."""
+    phases = [phase for phase in pairs.get('module_phases', []) if phase]
+    med = {}
+    if phases:
+        med['pair_phases'] = {key: median([phase[key] for phase in phases]) for key in phases[0]}
+    loops = [loop for loop in pairs.get('floor_loop', []) if loop is not None]
+    if loops:
+        med['pair_floor_loop'] = median(loops)
+        med['pair_floor_rest'] = median([wall - loop for wall, loop in zip(pairs['floor'], pairs['floor_loop']) if loop is not None])
+    return med
+
+
+def probe_env(modlog):
+    """The environment of a kept payload run with bench/probe (phases only: no per-VM hooks), the records appended to MODLOG."""
+    env = dict(os.environ)
+    env.update({'QMP_BENCH_MODLOG': modlog, 'QMP_BENCH_HOLD': '0',
+                'PYTHONPATH': os.path.join(BENCH, 'probe') + (os.pathsep + env['PYTHONPATH'] if env.get('PYTHONPATH') else '')})
+    return env
+
+
+def probe_phases(modlog):
+    """The phases of the last module process recorded in MODLOG (bench/probe/sitecustomize.py), seconds; {} without a record."""
+    try:
+        with open(modlog) as handle:
+            record = json.loads([line for line in handle if line.strip()][-1])
+    except (OSError, ValueError, IndexError):
+        return {}
+    if not (record.get('t_loop_start') and record.get('t_loop_end') and record.get('t_exit')):
+        return {}
+    return {'start_imports_args': record['t_loop_start'] - record['t_proc'], 'event_loop': record['t_loop_end'] - record['t_loop_start'],
+            'results_to_exit': record['t_exit'] - record['t_loop_end'], 'exit_json': record['t_end'] - record['t_exit']}
 
 
 def run_profile(bench_python, ansible, sockets, work):

@@ -41,7 +41,8 @@ options:
       - QOM path of the balloon device, for example V(/machine/peripheral/balloon0).
       - When omitted, the balloon is found by its type, in C(/machine/peripheral), then
         C(/machine/peripheral-anon), then by a bounded walk of the QOM tree.
-      - Whichever way it is found, the path must list the C(guest-stats-polling-interval) property.
+      - A given path must list the C(guest-stats-polling-interval) and C(guest-stats) properties (checked with
+        C(qom-list) before anything is written); a path found by its type has both in every QEMU.
     type: str
   targets:
     description:

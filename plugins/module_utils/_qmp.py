@@ -47,6 +47,10 @@ from ansible_collections.qmp.balloon.plugins.module_utils._errors import (
     seconds,
 )
 
+#: ``asyncio.timeout`` (Python 3.11+) bounds an await in the running task; ``asyncio.wait_for``
+#: (before 3.12) runs it in a task of its own, one more task per command.
+_timeout = getattr(asyncio, 'timeout', None)
+
 #: The only QMP commands the collection ever sends. ``qmp_capabilities`` is
 #: sent by qemu.qmp during negotiation; the others by this collection.
 #: README.md and docs/security.md list the same (a unit test compares them).
@@ -145,6 +149,25 @@ class _Client(QMPClient):
             return super(_Client, self)._cb_outbound(msg)
         return msg
 
+    async def _bh_send_message(self):
+        """qemu.qmp's writer step, with every message already queued sent in one write.
+
+        qemu.qmp writes each queued message on its own (one ``send()`` each); the
+        commands the engine pipelines are queued together, so they go out as one
+        write of the same bytes, in the same order.
+        """
+        batch = [await self._outgoing.get()]
+        while not self._outgoing.empty():
+            batch.append(self._outgoing.get_nowait())
+        try:
+            self._do_send_all([self._cb_outbound(msg) for msg in batch])
+        finally:
+            for _msg in batch:
+                self._outgoing.task_done()
+
+    def _do_send_all(self, messages):
+        self._writer.write(b''.join(bytes(msg) for msg in messages))
+
     def _cb_inbound(self, msg):
         if self.logger.isEnabledFor(logging.DEBUG):
             return super(_Client, self)._cb_inbound(msg)
@@ -167,6 +190,10 @@ class _TLSClient(_Client):
     def _do_send(self, msg):
         self._writer.write(bytes(msg))
         self._writer.write(b'\n')
+
+    def _do_send_all(self, messages):
+        for msg in messages:
+            self._do_send(msg)
 
     async def _do_connect(self, address, ssl=None):  # pylint: disable=redefined-outer-name
         self._set_state(Runstate.CONNECTING)
@@ -329,7 +356,10 @@ class QMPSession(object):
         remaining = self._remaining(command)
         self.commands_sent += 1
         try:
-            return await asyncio.wait_for(self._client.run(command, arguments), remaining)
+            if _timeout is None:
+                return await asyncio.wait_for(self._client.run(command, arguments), remaining)
+            async with _timeout(remaining):
+                return await self._client.run(command, arguments)
         except ExecuteError as exc:
             raise CommandFailed(command, arguments, exc.error_class, str(exc))
         except asyncio.TimeoutError:

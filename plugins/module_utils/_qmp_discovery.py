@@ -8,9 +8,11 @@
 PRIVATE: not part of the collection's public API.
 
 :func:`locate_balloon` finds the path (or takes the given ``qom_path``);
-:func:`verify_balloon` checks that it lists the balloon's two properties. The QMP
-executor sends the verification together with the operation's first reads and holds
-every write until it has passed (docs/design.md, "Discovery").
+:func:`verify_balloon` checks that a given ``qom_path`` lists the balloon's two
+properties. The QMP executor sends the verification together with the operation's first
+reads and holds every write until it has passed. A path found by its type is not listed
+again: QEMU gives every ``virtio-balloon-*`` type both properties, and the operation's
+``qom-get`` of them comes before any write (docs/design.md, "Discovery").
 """
 
 from __future__ import annotations

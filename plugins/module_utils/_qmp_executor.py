@@ -143,11 +143,14 @@ async def _serve(target, operation, timeout):
     """One VM: open, name, locate, verify, run the operation, close; the VM's finished result.
 
     Round trips are few: ``query-name`` goes with the first discovery command,
-    and the verification of the balloon's path (its property list) goes with
+    and the verification of a given ``qom_path`` (its property list) goes with
     the operation's first command. The session holds every write until that
-    verification has passed. Errors keep the sequential order: a failed name
-    query wins over a failed discovery, which wins over a failed verification,
-    which wins over a failed operation.
+    verification has passed. A path found by its type (``child<virtio-balloon-...>``)
+    is not listed again: every such QEMU type has both balloon properties, and
+    every operation reads ``guest-stats-polling-interval`` with ``qom-get``
+    before it writes (docs/design.md, "Discovery"). Errors keep the sequential
+    order: a failed name query wins over a failed discovery, which wins over a
+    failed verification, which wins over a failed operation.
     """
     endpoint = target.endpoint
     result = new_result(target.name, str(endpoint), qom_path=target.qom_path)
@@ -168,9 +171,10 @@ async def _serve(target, operation, timeout):
                 fields = operation.without_balloon(exc, session.qemu_version)
             else:
                 result['qom_path'] = path
-                verified = asyncio.ensure_future(verify_balloon(session, path, given=bool(target.qom_path)))
-                pending.append(verified)
-                session.hold_writes_until(verified)
+                if target.qom_path:
+                    verified = asyncio.ensure_future(verify_balloon(session, path, given=True))
+                    pending.append(verified)
+                    session.hold_writes_until(verified)
                 fields = await operation(QMPVM(session, path))
         except Exception:  # pylint: disable=broad-except
             await together(*pending)

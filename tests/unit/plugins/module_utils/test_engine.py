@@ -104,6 +104,9 @@ def test_discovery(fleets, transport, fields, fault, qom_path, expected_path, er
     listed = qmp_fakes.qom_lists(fleet.record)
     if qom_path:
         assert listed == [qom_path], 'a given qom_path is verified, not searched for'
+    elif expected_path:
+        # Its type (child<virtio-balloon-...>) vouches for both properties, and the reads prove them.
+        assert expected_path not in listed, 'a path found by its type is not listed again'
     assert 'qom-set' not in qmp_fakes.commands(fleet.record)
 
 
@@ -576,3 +579,21 @@ def test_client_run_answers_and_fails_like_execute(fleets):
     asyncio.run(scenario())
     # Each command went out once, as one message with its own id.
     assert qmp_fakes.commands(fleet.record).count('query-name') == 2
+
+
+def test_client_sends_queued_commands_in_one_write(fleets, monkeypatch):
+    """The commands the engine pipelines go out in one write each time: discovery with query-name, then the three reads."""
+    fleet, targets = one(fleets, static_vm())
+    writes = []
+    send_all = _qmp._Client._do_send_all
+
+    def recording(client, messages):
+        writes.append([msg['execute'] for msg in messages])
+        return send_all(client, messages)
+    monkeypatch.setattr(_qmp._Client, '_do_send_all', recording)
+    [result] = qmp_fakes.info(targets)
+    assert result['failed'] is False, result.get('msg')
+    # (then, for a VM whose health is not ok, x-query-virtio-status on its own)
+    assert [sorted(write) for write in writes[:2]] == [['qom-list', 'query-name'], ['qom-get', 'qom-get', 'query-status']]
+    # The same commands reached the server, in the same order (qemu.qmp negotiates before its writer runs).
+    assert qmp_fakes.commands(fleet.record) == ['qmp_capabilities'] + [command for write in writes for command in write]
