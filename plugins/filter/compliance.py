@@ -462,6 +462,8 @@ def audit_summary(audit):
         method = 'QMP sockets'
     elif transport == 'auto':
         method = 'transport auto (libvirt when its socket exists and no QMP socket is given, else QMP)'
+    elif transport is None and audit['source'] == 'inventory':
+        method = 'transport not set in the inventory'
     else:
         method = 'transport %s' % (transport or 'unknown')
     if audit.get('chosen_by_auto'):
