@@ -75,7 +75,7 @@ def read_markdown(path):
             row = []
         elif token.type in ('th_open', 'td_open'):
             row.append(''.join(child.content for child in following.children or []
-                               if child.type in ('text', 'code_inline', 'html_inline')) if following else '')
+                               if child.type in ('text', 'text_special', 'code_inline', 'html_inline')) if following else '')
         elif token.type == 'tr_close':
             if table['header'] or tokens[index - 1].type != 'th_close':
                 table['rows'].append(row)
