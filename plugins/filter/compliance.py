@@ -12,7 +12,9 @@
 - ``balloon_report``: assembles the fleet report from every hypervisor's facts.
 - ``balloon_summary``: the counts of one hypervisor's VM records (the role's fact), the
   same counts the report makes per hypervisor and for the fleet.
-- ``balloon_report_csv``: one CSV row per VM, for spreadsheets.
+- ``balloon_report_csv``: one CSV row per VM (and one per hypervisor without VMs), for spreadsheets.
+- ``balloon_report_rotation``: which timestamped reports the role keeps (the newest runs whose
+  findings changed, and always the newest run).
 
 Three states everywhere: a rule is ``pass``, ``fail`` or ``unknown`` (its inputs are missing);
 a VM is ``non_compliant`` when a rule fails, else ``unknown`` when a rule is unknown, else
@@ -27,6 +29,7 @@ import getpass
 import io
 import json
 import os
+import re
 import socket
 
 from ansible.errors import AnsibleFilterError
@@ -67,12 +70,22 @@ _RECORD_FIELDS = ('name', 'endpoint', 'qom_path', 'health', 'vm_status', 'pollin
                   # why a VM is not ok and what to do (issue 13), and what libvirt adds (uuid, actual, rss)
                   'advice', 'driver', 'qemu_version', 'uuid', 'actual', 'rss')
 
+#: The report's used figure is the one the rules check: 100 - available_percent (MemAvailable counts
+#: page cache as available), never the module's used_percent (total - free: page cache counted as used).
+#: Its own name, so nobody takes one for the other.
 CSV_COLUMNS = ('hypervisor', 'vm', 'reachable', 'health', 'vm_status', 'polling_interval', 'expected_interval',
-               'age', 'total_memory', 'free_memory', 'available_memory', 'used_percent', 'available_percent',
+               'age', 'total_memory', 'free_memory', 'available_memory', 'unavailable_percent', 'available_percent',
                'compliant', 'violations', 'error')
 #: Columns added by issue 14, after the old ones (spreadsheets that pick columns by position keep working).
 CSV_COLUMNS_STATES = ('state', 'unknown_rules', 'pressure', 'headroom_percent', 'major_faults_per_s',
                       'swap_bytes_per_s', 'advice')
+#: How the hypervisor of the row was audited (issue 14, after the trial): its status and reason, the
+#: transport and the one-sentence audit summary. A hypervisor without VM records gets one row of its own.
+CSV_COLUMNS_AUDIT = ('hypervisor_status', 'hypervisor_reason', 'transport', 'audit')
+
+#: Ansible tells roles the play's name and its hosts, not the host pattern they came from.
+HOST_PATTERN_NOTE = ("Ansible does not expose the play's host pattern to roles; the play's name (an unnamed play is "
+                     "named after its pattern), its resolved hosts, --limit and the tags are recorded instead")
 
 
 def _now_iso():
@@ -269,6 +282,8 @@ def vm_record(vm, hypervisor=None, expected_interval=None, min_available_percent
         interval_rule=interval_rule,
         min_available_percent=min_available_percent,
     )
+    # the report's used %: what the rules check (not the module's used_percent, total - free)
+    record['unavailable_percent'] = None if record['available_percent'] is None else round(100.0 - record['available_percent'], 1)
     record['rates'] = rates(record if record['reachable'] else None, previous)
     if not record['reachable'] or record['health'] == NO_BALLOON:
         why = 'the VM could not be read' if not record['reachable'] else 'the VM has no balloon device'
@@ -398,7 +413,133 @@ _MODULE_RESULTS = ('__balloon_stats_probe', '__balloon_stats_libvirt_found', 'ba
                    '__balloon_stats_info')
 
 
+#: What the role's discovery leaves on a host (set_fact, no connection needed: also on a host that
+#: became unreachable later), and the inventory's variables, for a host that has no fact.
+_DISCOVERED = ('__balloon_stats_transport', '__balloon_stats_sockets', '__balloon_stats_targets', '__balloon_stats_all_domains')
+_CONFIGURED = ('balloon_stats_transport', 'balloon_stats_socket_globs', 'balloon_stats_vms', 'balloon_stats_libvirt_uri')
+#: The keys of an explicit VM the report shows (what identifies it; nothing else of the user's input).
+_VM_KEYS = ('name', 'socket', 'host', 'port', 'domain')
+
+
+def _hostvar(hostvars_host, key):
+    """A host's variable as plain data, None when absent or when it cannot be templated here."""
+    try:
+        if key not in hostvars_host:
+            return None
+        return _plain(hostvars_host[key])
+    except Exception:  # pylint: disable=broad-except  # an inventory value that does not template here
+        return None
+
+
+def _explicit_vms(vms):
+    return [dict((key, vm[key]) for key in _VM_KEYS if vm.get(key) not in (None, ''))
+            for vm in (vms if isinstance(vms, list) else []) if isinstance(vm, dict)]
+
+
+def _vm_label(vm):
+    where = vm.get('socket') or vm.get('domain') or ('%s:%s' % (vm['host'], vm.get('port')) if vm.get('host') else None)
+    if vm.get('name') and where:
+        return '%s (%s)' % (vm['name'], where)
+    return str(vm.get('name') or where or '?')
+
+
+def audit_summary(audit):
+    """One sentence: how a hypervisor was (or would have been) audited."""
+    parts = []
+    if audit['source'] == 'none':
+        return ('not audited; how it would have been is unknown: no discovery ran and the inventory sets none of '
+                '%s (role defaults and play variables are not visible to the report)' % ', '.join(_CONFIGURED))
+    if audit['source'] != 'gather':
+        parts.append('not audited; as %s' % ('discovered before it dropped out' if audit['source'] == 'discovery'
+                                             else 'the inventory configures it (role defaults and play variables not visible)'))
+    transport = audit.get('transport')
+    if audit['source'] == 'gather' and transport is None:
+        return ('how its VMs were found was not recorded (a fact gathered by an older qmp.balloon); %d VM%s listed, %d read'
+                % (audit['vms_listed'], '' if audit['vms_listed'] == 1 else 's', audit['vms_read']))
+    if transport == 'libvirt':
+        method = 'libvirt at %s' % (audit.get('libvirt_uri') or 'the default URI')
+    elif transport == 'qmp':
+        method = 'QMP sockets'
+    elif transport == 'auto':
+        method = 'transport auto (libvirt when its socket exists and no QMP socket is given, else QMP)'
+    elif transport is None and audit['source'] == 'inventory':
+        method = 'transport not set in the inventory'
+    else:
+        method = 'transport %s' % (transport or 'unknown')
+    if audit.get('chosen_by_auto'):
+        method += ' (chosen by balloon_stats_transport auto)'
+    parts.append(method)
+    if audit.get('all_domains'):
+        parts.append('every active domain')
+    if audit.get('explicit_vms'):
+        parts.append('explicit VMs: %s' % ', '.join(_vm_label(vm) for vm in audit['explicit_vms']))
+    if audit.get('socket_globs'):
+        empty = dict((entry.get('glob'), entry) for entry in audit.get('empty_globs') or [])
+        globs = []
+        for pattern in audit['socket_globs']:
+            entry = empty.get(pattern)
+            if entry is None:
+                globs.append(pattern)
+            elif entry.get('directory_exists'):
+                globs.append('%s (matched nothing)' % pattern)
+            else:
+                globs.append('%s (matched nothing: its directory %s does not exist)' % (pattern, entry.get('directory')))
+        parts.append('socket globs: %s' % ', '.join(globs))
+    if not audit.get('all_domains') and not audit.get('explicit_vms') and not audit.get('socket_globs'):
+        parts.append('no VM given (no balloon_stats_vms, no balloon_stats_socket_globs)')
+    if audit.get('vms_listed') is not None:
+        parts.append('%d VM%s listed, %d read' % (audit['vms_listed'], '' if audit['vms_listed'] == 1 else 's', audit['vms_read']))
+    return '; '.join(parts)
+
+
+def hypervisor_audit(facts, hostvars_host, host_vms):
+    """How a hypervisor was audited: from its fact's ``audit`` (the role's gather), else what the
+    discovery left on the host, else the inventory's variables, else nothing known."""
+    recorded = (facts or {}).get('audit') if isinstance((facts or {}).get('audit'), dict) else None
+    audit = {'source': 'none', 'transport': None, 'chosen_by_auto': None, 'socket_globs': [], 'empty_globs': [],
+             'explicit_vms': [], 'all_domains': None, 'libvirt_uri': None, 'vms_listed': None, 'vms_read': None}
+    if facts and recorded is not None:
+        setting = recorded.get('transport_setting')
+        audit.update(source='gather', transport=recorded.get('transport'), chosen_by_auto=setting == 'auto',
+                     socket_globs=list(recorded.get('socket_globs') or []),
+                     explicit_vms=_explicit_vms(recorded.get('vms')), all_domains=bool(recorded.get('all_domains')),
+                     libvirt_uri=recorded.get('libvirt_uri'),
+                     vms_listed=recorded.get('vms_listed', len(host_vms)),
+                     vms_read=recorded.get('vms_read', sum(1 for vm in host_vms if vm.get('reachable', True))))
+    elif facts:
+        # a fact from before the audit key (an older collection's cache): what the records tell
+        audit.update(source='gather', vms_listed=len(host_vms), vms_read=sum(1 for vm in host_vms if vm.get('reachable', True)))
+    else:
+        discovered = dict((key, _hostvar(hostvars_host, key)) for key in _DISCOVERED)
+        configured = dict((key, _hostvar(hostvars_host, key)) for key in _CONFIGURED)
+        if discovered['__balloon_stats_transport']:
+            audit.update(source='discovery', transport=discovered['__balloon_stats_transport'],
+                         chosen_by_auto=configured['balloon_stats_transport'] == 'auto' if configured['balloon_stats_transport'] else None,
+                         socket_globs=list(discovered['__balloon_stats_sockets'] or []),
+                         explicit_vms=_explicit_vms(discovered['__balloon_stats_targets']),
+                         all_domains=bool(discovered['__balloon_stats_all_domains']))
+        elif any(value is not None for value in configured.values()):
+            audit.update(source='inventory', transport=configured['balloon_stats_transport'],
+                         socket_globs=list(configured['balloon_stats_socket_globs'] or []),
+                         explicit_vms=_explicit_vms(configured['balloon_stats_vms']))
+        if audit['source'] != 'none' and (audit['transport'] in ('libvirt', 'auto') or audit['all_domains']):
+            audit['libvirt_uri'] = configured['balloon_stats_libvirt_uri']
+    if facts:
+        audit['empty_globs'] = [dict((key, entry.get(key)) for key in ('glob', 'directory', 'directory_exists'))
+                                for entry in facts.get('empty_globs') or [] if isinstance(entry, dict)]
+    audit['summary'] = audit_summary(audit)
+    return audit
+
+
 def _hypervisor_entry(host, facts, hostvars_host, in_play):
+    """One hypervisor of the report: its status (ok, unreachable, failed, no_vms), reason and how it was audited."""
+    entry, host_vms = _hypervisor_status(host, facts, hostvars_host, in_play)
+    # a cached fact left out (stats_from None) does not describe this run's audit either
+    entry['audit'] = hypervisor_audit(facts if entry['stats_from'] else None, hostvars_host, host_vms)
+    return entry, host_vms
+
+
+def _hypervisor_status(host, facts, hostvars_host, in_play):
     """One hypervisor of the report: its status (ok, unreachable, failed, no_vms) and reason."""
     if not facts:
         # Only a module's result proves that Ansible reached the host (set_fact runs without
@@ -421,7 +562,7 @@ def _hypervisor_entry(host, facts, hostvars_host, in_play):
     if not in_play and not gathered_now:
         # The fact is an earlier run's, from the fact cache: this run never read the host, so its
         # old figures are not counted as today's (a report-only play over sliced jobs is in_play).
-        entry, none = _hypervisor_entry(host, None, hostvars_host, in_play)
+        entry, none = _hypervisor_status(host, None, hostvars_host, in_play)
         entry['reason'] += ('; its last stats (collected at %s, kept in the fact cache) are left out'
                             % (facts.get('collected_at') or 'an unknown time'))
         return entry, none
@@ -542,6 +683,7 @@ def balloon_report(hostvars, hosts_all, hosts_ok=None, fact_name='balloon_stats'
         summary['by_health'][key] = summary['by_health'].get(key, 0) + 1
     rules, parameters = _rules_table(hostvars, hosts_all, fact_name)
     origin = controller_provenance()
+    origin.update(host_pattern=None, host_pattern_note=HOST_PATTERN_NOTE)
     origin.update(_plain(provenance) or {})
     report = {'schema_version': REPORT_SCHEMA_VERSION, 'generated_at': _now_iso(), 'summary': summary,
               'headline': '', 'severities': list(SEVERITIES), 'rules': rules, 'parameters': parameters,
@@ -651,30 +793,111 @@ def _csv_value(value):
     return '' if value is None else value
 
 
+def _swap_rate(vm_rates):
+    if vm_rates.get('swap_in') is None and vm_rates.get('swap_out') is None:
+        return None
+    return (vm_rates.get('swap_in') or 0) + (vm_rates.get('swap_out') or 0)
+
+
+def unavailable_percent(vm):
+    """The report's used %: 100 - available %, null when available is unknown (also for older records)."""
+    if 'unavailable_percent' in vm:
+        return vm['unavailable_percent']
+    available = vm.get('available_percent')
+    return None if available is None else round(100.0 - available, 1)
+
+
 def balloon_report_csv(report):
-    """One CSV row per VM (RFC 4180, header first)."""
+    """One CSV row per VM (RFC 4180, header first), and one per hypervisor without VM records
+    (unreachable, failed, no_vms: hypervisor, status and reason, the VM columns empty)."""
     report = _plain(report)
+    columns = CSV_COLUMNS + CSV_COLUMNS_STATES + CSV_COLUMNS_AUDIT
     out = io.StringIO()
     writer = csv.writer(out, lineterminator='\n')
-    writer.writerow(CSV_COLUMNS + CSV_COLUMNS_STATES)
+    writer.writerow(columns)
+    by_host = {}
     for vm in report.get('vms', []):
-        stats = vm.get('stats') or {}
-        compliance = vm.get('compliance') or {}
-        vm_rates = vm.get('rates') or {}
-        vm_pressure = vm.get('pressure') or {}
-        swap = None
-        if vm_rates.get('swap_in') is not None or vm_rates.get('swap_out') is not None:
-            swap = (vm_rates.get('swap_in') or 0) + (vm_rates.get('swap_out') or 0)
-        writer.writerow([_csv_value(value) for value in (
-            vm.get('hypervisor'), vm.get('name'), vm.get('reachable'), vm.get('health'), vm.get('vm_status'),
-            vm.get('polling_interval'), vm.get('expected_interval'), vm.get('age'),
-            stats.get('total_memory'), stats.get('free_memory'), stats.get('available_memory'),
-            vm.get('used_percent'), vm.get('available_percent'), compliance.get('compliant'),
-            ' '.join(v['rule'] for v in compliance.get('violations', [])), vm.get('error'),
-            _state(vm), ' '.join(compliance.get('unknown', [])), vm_pressure.get('verdict'),
-            vm_pressure.get('headroom_percent'), vm_rates.get('major_faults'), swap, vm.get('advice'),
-        )])
+        by_host.setdefault(vm.get('hypervisor'), []).append(vm)
+    hypervisors = list(report.get('hypervisors') or [])
+    known = set(h.get('name') for h in hypervisors)
+    # VMs of a hypervisor the report does not list (a hand-made report): after the others, as before
+    hypervisors += [{'name': host} for host in by_host if host not in known]
+    for hypervisor in hypervisors:
+        audit = hypervisor.get('audit') or {}
+        where = (hypervisor.get('status'), hypervisor.get('reason'), audit.get('transport'), audit.get('summary'))
+        host_vms = by_host.get(hypervisor.get('name'), [])
+        if not host_vms:
+            writer.writerow([_csv_value(value) for value in (hypervisor.get('name'),) + ('',) * (len(columns) - 1 - len(where)) + where])
+            continue
+        for vm in host_vms:
+            stats = vm.get('stats') or {}
+            compliance = vm.get('compliance') or {}
+            vm_rates = vm.get('rates') or {}
+            vm_pressure = vm.get('pressure') or {}
+            writer.writerow([_csv_value(value) for value in (
+                vm.get('hypervisor'), vm.get('name'), vm.get('reachable'), vm.get('health'), vm.get('vm_status'),
+                vm.get('polling_interval'), vm.get('expected_interval'), vm.get('age'),
+                stats.get('total_memory'), stats.get('free_memory'), stats.get('available_memory'),
+                unavailable_percent(vm), vm.get('available_percent'), compliance.get('compliant'),
+                ' '.join(v['rule'] for v in compliance.get('violations', [])), vm.get('error'),
+                _state(vm), ' '.join(compliance.get('unknown', [])), vm_pressure.get('verdict'),
+                vm_pressure.get('headroom_percent'), vm_rates.get('major_faults'), _swap_rate(vm_rates), vm.get('advice'),
+            ) + where])
     return out.getvalue()
+
+
+#: A timestamped report of the role: NAME-YYYYMMDDTHHMMSSZ.json
+_STAMPED_JSON = re.compile(r'-(\d{8}T\d{6}Z)[.]json$')
+
+
+def _report_changed(path):
+    """Whether a report's findings changed since the run before it (its since_last_run.changed).
+
+    A file that cannot be read, or says nothing (an older layout), counts as changed: kept, never
+    lost by mistake.
+    """
+    try:
+        with open(path) as handle:
+            since = json.load(handle).get('since_last_run') or {}
+    except (OSError, ValueError, AttributeError):
+        return True
+    return since.get('changed') is not False
+
+
+def balloon_report_rotation(paths, keep):
+    """Which timestamped runs of a report to keep: the newest ``keep`` whose findings changed, and the newest.
+
+    ``paths``: the runs' JSON files (``NAME-YYYYMMDDTHHMMSSZ.json``; other names are ignored);
+    ``keep`` 0 keeps all. An unchanged run older than the newest is removed: on a short schedule
+    the runs that found nothing new no longer push the real changes out. Returns ``{'keep': [stamps],
+    'remove': [stamps], 'unchanged': [stamps removed because nothing changed in them]}``, oldest first;
+    only the files needed are read (newest first, until ``keep`` changed runs are found).
+    """
+    if isinstance(paths, str) or not isinstance(paths, (list, tuple)):
+        raise AnsibleFilterError('balloon_report_rotation expects a list of report paths, got %s' % type(paths).__name__)
+    try:
+        keep = int(keep)
+    except (TypeError, ValueError):
+        raise AnsibleFilterError('balloon_report_rotation: keep must be an integer, got %r' % (keep,))
+    runs = {}
+    for path in _plain(paths):
+        match = _STAMPED_JSON.search(str(path))
+        if match:
+            runs[match.group(1)] = str(path)
+    stamps = sorted(runs)
+    if keep <= 0 or not stamps:
+        return {'keep': stamps, 'remove': [], 'unchanged': []}
+    kept, unchanged = [stamps[-1]], []
+    changed = 1 if _report_changed(runs[stamps[-1]]) else 0
+    for stamp in reversed(stamps[:-1]):
+        if changed >= keep:
+            break
+        if _report_changed(runs[stamp]):
+            kept.append(stamp)
+            changed += 1
+        else:
+            unchanged.append(stamp)
+    return {'keep': sorted(kept), 'remove': [stamp for stamp in stamps if stamp not in kept], 'unchanged': sorted(unchanged)}
 
 
 class FilterModule(object):
@@ -686,4 +909,5 @@ class FilterModule(object):
             'balloon_report': balloon_report,
             'balloon_summary': balloon_summary,
             'balloon_report_csv': balloon_report_csv,
+            'balloon_report_rotation': balloon_report_rotation,
         }

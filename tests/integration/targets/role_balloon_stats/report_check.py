@@ -3,12 +3,18 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Read the role's CSV report, and render its HTML report in headless Chromium, into JSON for verify.yml.
+"""Read the role's CSV report, render its Markdown and its HTML report (headless Chromium), into JSON for the playbooks.
 
-Standard library only; never imports the code under test.
+Standard library only, but for the Markdown renderer (markdown-it-py, in the test venvs: rich's dependency);
+never imports the code under test.
 
     python report_check.py csv FILE
         {"header": [...], "rows": [{column: value}, ...]}
+    python report_check.py markdown FILE
+        rendered by markdown-it-py (CommonMark with GFM tables), as a ticket system would:
+        {"headings": [text, ...], "tables": [{"header": [...], "rows": [[cell text, ...], ...]}, ...],
+         "html": [raw HTML the renderer would pass through], "paragraphs": [text, ...]}
+        or {"skipped": reason} without markdown-it-py
     python report_check.py render CHROMIUM HTML PNG [RRGGBB ...]
         Chromium takes a 1280x900 screenshot of HTML into PNG and, at the same time, dumps the DOM
         after the page's scripts ran; both are decoded:
@@ -46,6 +52,43 @@ def read_csv(path):
         header = next(reader)
         rows = [dict(zip(header, row)) for row in reader]
     return {'header': header, 'rows': rows}
+
+
+def read_markdown(path):
+    try:
+        from markdown_it import MarkdownIt
+    except ImportError:
+        return {'skipped': 'markdown-it-py is not installed (pip install markdown-it-py)'}
+    with open(path, encoding='utf-8') as handle:
+        tokens = MarkdownIt('commonmark').enable('table').parse(handle.read())
+    result = {'headings': [], 'tables': [], 'html': [], 'paragraphs': []}
+    table = row = None
+    for index, token in enumerate(tokens):
+        following = tokens[index + 1] if index + 1 < len(tokens) else None
+        if token.type == 'heading_open':
+            result['headings'].append(following.content)
+        elif token.type == 'paragraph_open' and table is None:
+            result['paragraphs'].append(following.content)
+        elif token.type == 'table_open':
+            table = {'header': [], 'rows': []}
+        elif token.type == 'tr_open':
+            row = []
+        elif token.type in ('th_open', 'td_open'):
+            row.append(''.join(child.content for child in following.children or []
+                               if child.type in ('text', 'text_special', 'code_inline', 'html_inline')) if following else '')
+        elif token.type == 'tr_close':
+            if table['header'] or tokens[index - 1].type != 'th_close':
+                table['rows'].append(row)
+            else:
+                table['header'] = row
+        elif token.type == 'table_close':
+            result['tables'].append(table)
+            table = None
+        elif token.type in ('html_block', 'html_inline'):
+            result['html'].append(token.content)
+        if token.type == 'inline':
+            result['html'].extend(child.content for child in token.children or [] if child.type == 'html_inline')
+    return result
 
 
 def _paeth(a, b, c):
@@ -197,6 +240,8 @@ def render(chromium, page, png, colours):
 def main(argv):
     if len(argv) == 2 and argv[0] == 'csv':
         result = read_csv(argv[1])
+    elif len(argv) == 2 and argv[0] == 'markdown':
+        result = read_markdown(argv[1])
     elif len(argv) >= 4 and argv[0] == 'render':
         result = render(argv[1], argv[2], argv[3], argv[4:])
     else:

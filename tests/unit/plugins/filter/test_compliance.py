@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 
 import pytest
 import yaml
@@ -204,7 +205,7 @@ def test_csv_has_one_row_per_vm_and_escapes():
     report = compliance.balloon_report({'hv1': {'balloon_stats': {'vms': records}}}, ['hv1'])
     rows = list(csv.DictReader(io.StringIO(compliance.balloon_report_csv(report))))
     assert [row['vm'] for row in rows] == ['a', 'b,"quoted"', 'c']
-    assert list(rows[0].keys()) == list(compliance.CSV_COLUMNS + compliance.CSV_COLUMNS_STATES)
+    assert list(rows[0].keys()) == list(compliance.CSV_COLUMNS + compliance.CSV_COLUMNS_STATES + compliance.CSV_COLUMNS_AUDIT)
     assert rows[0]['total_memory'] == str(4 * GIB)
     # booleans as true/false, not Python's True/False
     assert rows[0]['compliant'] == 'true'
@@ -478,8 +479,164 @@ def test_an_earlier_runs_cached_fact_is_not_counted_for_a_host_this_run_did_not_
     assert entry['reason'].startswith(compliance.UNREACHABLE_REASON)
     assert '2026-11-29T10:00:00Z' in entry['reason'] and 'left out' in entry['reason']
     assert report['vms'] == [] and report['summary']['vms_compliant'] == 0
+    assert entry['audit']['source'] != 'gather'    # the left-out fact does not describe this run either
     # the same cached fact on a host still in the play (a report-only play after sliced jobs) is used, and marked
     report = compliance.balloon_report({'hv1': cached}, ['hv1'], provenance={'check_mode': False})
     [entry] = report['hypervisors']
     assert (entry['status'], entry['stats_from'], entry['collected_at']) == ('ok', 'fact_cache', '2026-11-29T10:00:00Z')
     assert report['summary']['vms_compliant'] == 2
+
+
+# ---- issue 14 after the trial: how each hypervisor was audited, CSV rows per hypervisor, used %, rotation ----
+
+def test_report_says_how_each_hypervisor_was_audited():
+    records = compliance.balloon_compliance([vm('a'), failed_vm('b')], rules=BUILTIN, hypervisor='hv1', expected_interval=10,
+                                            min_available_percent=10)
+    libvirt = compliance.balloon_compliance([vm('d')], rules=BUILTIN, hypervisor='hv2', expected_interval=10,
+                                            min_available_percent=10)
+    hostvars = {
+        'hv1': {'balloon_stats': {
+            'vms': records, 'status': 'failed', 'reason': 'sockets[1]: ...',
+            'empty_globs': [{'glob': '/run/typo/*.qmp', 'directory': '/run/typo', 'directory_exists': False, 'msg': 'x'}],
+            'audit': {'transport': 'qmp', 'transport_setting': 'qmp', 'socket_globs': ['/run/vms/*.qmp', '/run/typo/*.qmp'],
+                      'vms': [{'name': 'a', 'socket': '/run/a.qmp', 'tls_key': 'secret'}], 'all_domains': False,
+                      'libvirt_uri': None, 'vms_listed': 2, 'vms_read': 1}}},
+        'hv2': {'balloon_stats': {
+            'vms': libvirt, 'status': 'ok',
+            'audit': {'transport': 'libvirt', 'transport_setting': 'auto', 'socket_globs': [], 'vms': [], 'all_domains': True,
+                      'libvirt_uri': 'qemu:///system', 'vms_listed': 1, 'vms_read': 1}}},
+        # unreachable after discovery: its set_facts say how it would have been audited
+        'hv3': {'__balloon_stats_transport': 'qmp', '__balloon_stats_sockets': ['/srv/*.qmp'], '__balloon_stats_targets': [],
+                '__balloon_stats_all_domains': False, 'balloon_stats_socket_globs': ['/srv/*.qmp']},
+        # unreachable before anything ran: only the inventory's variables
+        'hv4': {'balloon_stats_vms': [{'domain': 'web1'}], 'balloon_stats_transport': 'libvirt',
+                'balloon_stats_libvirt_uri': 'qemu+ssh://hv4/system'},
+        'hv5': {},
+    }
+    report = compliance.balloon_report(hostvars, ['hv1', 'hv2', 'hv3', 'hv4', 'hv5'], ['hv1', 'hv2'])
+    audit = dict((h['name'], h['audit']) for h in report['hypervisors'])
+    assert audit['hv1']['source'] == 'gather' and audit['hv1']['transport'] == 'qmp' and audit['hv1']['chosen_by_auto'] is False
+    assert audit['hv1']['explicit_vms'] == [{'name': 'a', 'socket': '/run/a.qmp'}]       # nothing else of the input
+    assert audit['hv1']['empty_globs'] == [{'glob': '/run/typo/*.qmp', 'directory': '/run/typo', 'directory_exists': False}]
+    assert (audit['hv1']['vms_listed'], audit['hv1']['vms_read']) == (2, 1)
+    assert audit['hv1']['summary'] == ('QMP sockets; explicit VMs: a (/run/a.qmp); socket globs: /run/vms/*.qmp, /run/typo/*.qmp '
+                                       '(matched nothing: its directory /run/typo does not exist); 2 VMs listed, 1 read')
+    assert audit['hv2']['chosen_by_auto'] is True and audit['hv2']['all_domains'] is True
+    assert audit['hv2']['summary'] == ('libvirt at qemu:///system (chosen by balloon_stats_transport auto); every active domain; '
+                                       '1 VM listed, 1 read')
+    assert audit['hv3']['source'] == 'discovery' and audit['hv3']['socket_globs'] == ['/srv/*.qmp']
+    assert audit['hv3']['summary'].startswith('not audited; as discovered before it dropped out; QMP sockets; socket globs: /srv/*.qmp')
+    assert audit['hv3']['vms_listed'] is None
+    assert audit['hv4']['source'] == 'inventory' and audit['hv4']['libvirt_uri'] == 'qemu+ssh://hv4/system'
+    assert audit['hv4']['explicit_vms'] == [{'domain': 'web1'}]
+    assert 'libvirt at qemu+ssh://hv4/system; explicit VMs: web1' in audit['hv4']['summary']
+    assert audit['hv5']['source'] == 'none'
+    assert audit['hv5']['summary'].startswith('not audited; how it would have been is unknown')
+    # the CSV carries each row's hypervisor status, transport and audit sentence
+    rows = list(csv.DictReader(io.StringIO(compliance.balloon_report_csv(report))))
+    assert [(row['hypervisor'], row['vm'], row['hypervisor_status']) for row in rows] == [
+        ('hv1', 'a', 'failed'), ('hv1', 'b', 'failed'), ('hv2', 'd', 'ok'),
+        ('hv3', '', 'unreachable'), ('hv4', '', 'unreachable'), ('hv5', '', 'unreachable')]
+    assert rows[2]['transport'] == 'libvirt' and rows[2]['audit'] == audit['hv2']['summary']
+
+
+def test_a_fact_without_the_audit_key_still_counts_its_vms():
+    records = compliance.balloon_compliance([vm('a')], rules=BUILTIN, hypervisor='hv1', expected_interval=10, min_available_percent=10)
+    [hypervisor] = compliance.balloon_report({'hv1': {'balloon_stats': {'vms': records, 'status': 'ok'}}}, ['hv1'])['hypervisors']
+    assert hypervisor['audit']['source'] == 'gather' and hypervisor['audit']['transport'] is None
+    assert hypervisor['audit']['summary'] == ('how its VMs were found was not recorded (a fact gathered by an older qmp.balloon); '
+                                              '1 VM listed, 1 read')
+
+
+def test_csv_has_one_row_per_hypervisor_not_audited():
+    records = compliance.balloon_compliance([vm('a')], rules=BUILTIN, hypervisor='hv1', expected_interval=10, min_available_percent=10)
+    hostvars = {'hv1': {'balloon_stats': {'vms': records, 'status': 'ok'}},
+                'hv2': {'balloon_stats': {'vms': [], 'status': 'no_vms', 'reason': 'no VM found (no socket matches /x/*.qmp)'}},
+                'hv3': {'__balloon_stats_failure': 'No VM found on hv3'}, 'hv4': {}}
+    report = compliance.balloon_report(hostvars, ['hv1', 'hv2', 'hv3', 'hv4'], ['hv1', 'hv2', 'hv3'])
+    text = compliance.balloon_report_csv(report)
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert list(rows[0]) == list(compliance.CSV_COLUMNS + compliance.CSV_COLUMNS_STATES + compliance.CSV_COLUMNS_AUDIT)
+    assert [(row['hypervisor'], row['vm'], row['hypervisor_status']) for row in rows] == [
+        ('hv1', 'a', 'ok'), ('hv2', '', 'no_vms'), ('hv3', '', 'failed'), ('hv4', '', 'unreachable')]
+    assert rows[1]['hypervisor_reason'] == 'no VM found (no socket matches /x/*.qmp)'
+    assert rows[2]['hypervisor_reason'] == 'No VM found on hv3'
+    assert rows[3]['hypervisor_reason'] == compliance.UNREACHABLE_REASON
+    # the VM columns of those rows are empty
+    for row in rows[1:]:
+        assert [row[column] for column in compliance.CSV_COLUMNS[1:] + compliance.CSV_COLUMNS_STATES] == [''] * (
+            len(compliance.CSV_COLUMNS) - 1 + len(compliance.CSV_COLUMNS_STATES))
+    assert text.count('\n') == 5
+
+
+def test_the_reports_used_figure_is_the_one_the_rules_check():
+    """Page cache: 4 GiB total, 1 GiB free, 3 GiB available: the module's used_percent says 75, the rules see 25."""
+    [record] = compliance.balloon_compliance(
+        [vm('cache', stats={'total_memory': 4 * GIB, 'free_memory': GIB, 'available_memory': 3 * GIB}, used_percent=75.0)],
+        rules=BUILTIN, hypervisor='hv1', expected_interval=10, min_available_percent=10)
+    assert (record['used_percent'], record['available_percent'], record['unavailable_percent']) == (75.0, 75.0, 25.0)
+    [unknown] = compliance.balloon_compliance([vm('old-guest', stats={'total_memory': 4 * GIB, 'free_memory': GIB})],
+                                              rules=BUILTIN, hypervisor='hv1')
+    assert unknown['unavailable_percent'] is None and unknown['used_percent'] == 75.0
+    report = compliance.balloon_report({'hv1': {'balloon_stats': {'vms': [record, unknown]}}}, ['hv1'])
+    rows = list(csv.DictReader(io.StringIO(compliance.balloon_report_csv(report))))
+    assert 'used_percent' not in rows[0]
+    assert [row['unavailable_percent'] for row in rows] == ['25.0', '']
+    # a record cached by an older collection (no unavailable_percent) gets it from available_percent
+    older = dict(record)
+    del older['unavailable_percent']
+    assert compliance.unavailable_percent(older) == 25.0
+
+
+def _write_runs(tmp_path, changed_flags, name='balloon-stats'):
+    paths = []
+    for index, changed in enumerate(changed_flags):
+        path = tmp_path / ('%s-20261130T1700%02dZ.json' % (name, index))
+        body = {'since_last_run': {'changed': changed}} if changed is not None else {'schema_version': 1}
+        path.write_text(json.dumps(body) if changed != 'broken' else '{not json', encoding='utf-8')
+        paths.append(str(path))
+    return paths
+
+
+@pytest.mark.parametrize('flags, keep, kept', [
+    # the newest run always stays; unchanged runs older than it go; the newest N changed runs stay
+    ([True, False, False, True, False], 2, [0, 3, 4]),
+    ([True, False, False, True, False], 1, [3, 4]),
+    ([True, True, True, True], 2, [2, 3]),
+    ([True, False, True, False, True], 10, [0, 2, 4]),
+    # the newest is changed: it counts among the N
+    ([True, True, False, True], 1, [3]),
+    ([True, False], 0, [0, 1]),                  # 0 keeps all
+    # unreadable or older files count as changed: kept, never lost by mistake
+    ([True, 'broken', None, False, False], 3, [0, 1, 2, 4]),
+    ([], 3, []),
+])
+def test_report_rotation_keeps_the_changed_runs_and_the_newest(tmp_path, flags, keep, kept):
+    paths = _write_runs(tmp_path, flags)
+    result = compliance.balloon_report_rotation(paths + [str(tmp_path / 'balloon-stats.json'), str(tmp_path / 'other.txt')], keep)
+    stamps = ['20261130T1700%02dZ' % index for index in range(len(flags))]
+    assert result['keep'] == [stamps[index] for index in kept]
+    assert result['remove'] == [stamp for stamp in stamps if stamp not in result['keep']]
+    assert set(result['unchanged']) <= set(result['remove'])
+
+
+def test_report_rotation_reads_only_what_it_needs(tmp_path):
+    paths = _write_runs(tmp_path, [True, True, True])
+    (tmp_path / 'balloon-stats-20261130T170000Z.json').unlink()    # beyond keep: never opened
+    assert compliance.balloon_report_rotation(paths, 2) == {
+        'keep': ['20261130T170001Z', '20261130T170002Z'], 'remove': ['20261130T170000Z'], 'unchanged': []}
+
+
+@pytest.mark.parametrize('paths, keep, message', [
+    ('/tmp/a.json', 2, 'expects a list'),
+    ([], 'many', 'keep must be an integer'),
+])
+def test_report_rotation_refuses_bad_input(paths, keep, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        compliance.balloon_report_rotation(paths, keep)
+
+
+def test_provenance_says_the_host_pattern_is_not_available():
+    report = _report([vm('a')])
+    assert report['provenance']['host_pattern'] is None
+    assert 'does not expose the play' in report['provenance']['host_pattern_note']
