@@ -204,9 +204,9 @@ def _slope(points):
     points = [(x, y) for x, y in points if y is not None]
     if len(points) < 2:
         return None
-    mean_x = sum(x for x, _ in points) / float(len(points))
-    mean_y = sum(y for _, y in points) / float(len(points))
-    den = sum((x - mean_x) ** 2 for x, _ in points)
+    mean_x = sum(point[0] for point in points) / float(len(points))
+    mean_y = sum(point[1] for point in points) / float(len(points))
+    den = sum((point[0] - mean_x) ** 2 for point in points)
     return sum((x - mean_x) * (y - mean_y) for x, y in points) / den if den else None
 
 
