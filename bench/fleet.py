@@ -34,6 +34,8 @@ import os
 from runner import INTERVAL, FakeFleetProcess, log, median, ratio
 
 SWEEP_POINTS = (10, 25)
+# The smoke run (make test): the two pairs, without the plays that prepare again.
+SMOKE_PLAYS = ('bare info', 'role gather', 'bare two', 'role main')
 MODULE_ACTIONS = ('qmp.balloon.balloon_stats_info', 'qmp.balloon.balloon_stats_polling', 'ansible.builtin.command')
 
 HEADER = '''---
@@ -210,8 +212,9 @@ def _slope(points):
     return sum((x - mean_x) * (y - mean_y) for x, y in points) / den if den else None
 
 
-def fleet_overhead(runner, python, hosts, per_host, forks, work, reps, sweep=True, forks_sweep=()):
-    """The role against bare tasks on HOSTS x PER_HOST fake VMs; the fleet and forks sweeps."""
+def fleet_overhead(runner, python, hosts, per_host, forks, work, reps, sweep=True, forks_sweep=(), plays=None):
+    """The role against bare tasks on HOSTS x PER_HOST fake VMs; the fleet and forks sweeps. PLAYS: a
+    subset of PLAYS' names (the smoke run leaves out the cold ones)."""
     fake = FakeFleetProcess(python, os.path.join(work, 'fleetfake'), hosts * per_host)
     result = {'hosts': hosts, 'vms_per_host': per_host, 'forks': forks, 'reps': reps, 'runs': [], 'sweep': [], 'forks_sweep': [],
               'errors': []}
@@ -231,7 +234,7 @@ def fleet_overhead(runner, python, hosts, per_host, forks, work, reps, sweep=Tru
                     result['errors'].append('%s: %s: %s' % (name, play, window['statuses']))
             return run, windows
 
-        order = list(PLAYS)
+        order = [name for name in PLAYS if plays is None or name in plays]
         for rep in range(1, reps + 1):
             # Alternate the order, so that neither side always runs first on a machine that warms up.
             names = order if rep % 2 else list(reversed(order))

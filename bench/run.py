@@ -5,8 +5,8 @@
 """qmp.balloon benchmark: one task for many VMs against the alternatives, in one run.
 
     bench/run.py              full run (make bench): N = 10, 100, 1000 fake monitors, M = 20 real
-                              QEMU VMs (-S, 64 MiB), M libvirt domains on a private libvirtd, fleet,
-                              concurrency sweep, profile, plot
+                              QEMU VMs (-S, 64 MiB), M libvirt domains on a private libvirtd, fleet
+                              (role vs bare tasks, fleet sweep), concurrency sweep, profile, plot
     bench/run.py --smoke      tiny run for make test (< 60 s): 3 fakes, 1 QEMU VM, 2-host fleet,
                               1 repeat, no libvirt/plot/profile; exits 1 when any measured task failed
 
@@ -29,6 +29,10 @@ Methods, for every set of VMs (docs/performance.md says more):
       (bench/filter_plugins/qbb_virsh.py)
   fixed cost: ansible.builtin.stat, balloon_stats_info and balloon_stats_polling with no VM, side by
       side in one play (--fixed-tasks rounds; the target) and N tasks per play minus an empty play
+  fleet: bench/fleet.py (its docstring): on --fleet HOSTSxVMS fake VMs (local connection, --forks),
+      the role's gather and main against bare balloon_stats_info / polling + info tasks, with and
+      without a prepare in the play, module calls per hypervisor counted; the fleet sweep at 10 and
+      25 hypervisors (1 repeat each; --no-fleet-sweep); --forks-sweep 10,20 (1 repeat each)
   (e) balloon_stats_polling over all targets: first run (a change of the interval: 0 -> 10 in the
       first repeat, then 10 -> 20, 20 -> 10, ...) and idempotent second run (the same interval again)
 (a), (b), (e) are the task's own duration (bench/callback_plugins/qmp_bench_timer.py: task start to
@@ -60,7 +64,7 @@ from runner import (
     _CLEANUP, BENCH, PLOT, ROOT, AnsibleRunner, QemuVMs, FakeFleetProcess, _on_signal, base_python_of, cleanup,
     ensure_bench_venv, log, machine_info, run_quiet, usable_ansible_venv,
 )
-from fleet import fleet_compat, fleet_overhead
+from fleet import SMOKE_PLAYS, fleet_compat, fleet_overhead
 from scenarios import bench_libvirt, bench_set, concurrency_sweep, engine_pairs, fixed_cost, run_profile, summarise_set
 from report import check_targets, render
 
@@ -222,7 +226,8 @@ def main(argv=None):
         if args.fleet and args.fleet != '0':
             hosts, per_host = (int(part) for part in args.fleet.lower().split('x'))
             overhead = fleet_overhead(ansible, python, hosts, per_host, args.forks, work, args.fleet_reps,
-                                      sweep=not args.no_fleet_sweep, forks_sweep=args.forks_sweep)
+                                      sweep=not args.no_fleet_sweep, forks_sweep=args.forks_sweep,
+                                      plays=SMOKE_PLAYS if args.smoke else None)
             results['fleet'] = fleet_compat(overhead)
             overhead.pop('role_main_run', None)
             results['fleet_overhead'] = overhead
