@@ -64,7 +64,7 @@ from runner import (
     _CLEANUP, BENCH, PLOT, ROOT, AnsibleRunner, QemuVMs, FakeFleetProcess, _on_signal, base_python_of, cleanup,
     ensure_bench_venv, log, machine_info, run_quiet, usable_ansible_venv,
 )
-from fleet import SMOKE_PLAYS, fleet_compat, fleet_overhead
+from fleet import DEFAULT_PLAYS, SMOKE_PLAYS, fleet_compat, fleet_overhead
 from scenarios import bench_libvirt, bench_set, concurrency_sweep, engine_pairs, fixed_cost, run_profile, summarise_set
 from report import check_targets, render
 
@@ -89,6 +89,8 @@ def parse_args(argv):
     parser.add_argument('--fleet', default=None, help='HOSTSxVMS for the fleet run (default 50x20; smoke 2x2; 0 = none)')
     parser.add_argument('--forks', type=int, default=5, help='forks for the fleet run (Ansible default 5)')
     parser.add_argument('--fleet-reps', type=int, default=None, help='repeats of the fleet plays (role vs bare tasks; default 1)')
+    parser.add_argument('--fleet-plays', choices=('default', 'all'), default='default',
+                        help="all: also time the role's main entry point without a prepare before (+~2 min)")
     parser.add_argument('--no-fleet-sweep', action='store_true', help='skip the fleet sweep (10 and 25 hypervisors)')
     parser.add_argument('--forks-sweep', default=None,
                         help='forks levels for the forks sweep on the whole fleet, comma-separated (default none; e.g. 10,20)')
@@ -227,7 +229,7 @@ def main(argv=None):
             hosts, per_host = (int(part) for part in args.fleet.lower().split('x'))
             overhead = fleet_overhead(ansible, python, hosts, per_host, args.forks, work, args.fleet_reps,
                                       sweep=not args.no_fleet_sweep, forks_sweep=args.forks_sweep,
-                                      plays=SMOKE_PLAYS if args.smoke else None)
+                                      plays=SMOKE_PLAYS if args.smoke else (None if args.fleet_plays == 'all' else DEFAULT_PLAYS))
             results['fleet'] = fleet_compat(overhead)
             overhead.pop('role_main_run', None)
             results['fleet_overhead'] = overhead
