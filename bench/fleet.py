@@ -151,10 +151,12 @@ def _inventory(work, sockets, hosts, per_host):
     return '\n'.join(lines + ['', GROUP_VARS.format(interval=INTERVAL)])
 
 
-def _playbook(names, group, per_host):
+def _playbook(names, group, per_host, cold_group=None):
+    """The plays; the cold ones on COLD_GROUP when given (the calls per hypervisor do not depend
+    on how many there are, and a cold play costs a prepare on each)."""
     text = HEADER
     for name in names:
-        text += PLAYS[name].format(group=group, interval=INTERVAL) + '\n'
+        text += PLAYS[name].format(group=cold_group if cold_group and name.endswith(', cold') else group, interval=INTERVAL) + '\n'
     return text + CHECK_PLAY.format(group=group, per_host=per_host)
 
 
@@ -216,17 +218,18 @@ def _slope(points):
     return sum((x - mean_x) * (y - mean_y) for x, y in points) / den if den else None
 
 
-def fleet_overhead(runner, python, hosts, per_host, forks, work, reps, sweep=True, forks_sweep=(), plays=None):
+def fleet_overhead(runner, python, hosts, per_host, forks, work, reps, sweep=True, forks_sweep=(), plays=None, cold_small=False):
     """The role against bare tasks on HOSTS x PER_HOST fake VMs; the fleet and forks sweeps. PLAYS: a
-    subset of PLAYS' names (the smoke run leaves out the cold ones)."""
+    subset of PLAYS' names (the smoke run leaves out the cold ones). COLD_SMALL: the cold plays on the
+    first 10 hypervisors only (make bench: they show the calls prepare adds, not a ratio)."""
     fake = FakeFleetProcess(python, os.path.join(work, 'fleetfake'), hosts * per_host)
     result = {'hosts': hosts, 'vms_per_host': per_host, 'forks': forks, 'reps': reps, 'runs': [], 'sweep': [], 'forks_sweep': [],
               'errors': []}
     try:
         inventory = _inventory(work, fake.sockets, hosts, per_host)
 
-        def run_plays(name, names, group, run_forks):
-            run = runner.run(name, _playbook(names, group, per_host), inventory, forks=run_forks)
+        def run_plays(name, names, group, run_forks, cold_group=None):
+            run = runner.run(name, _playbook(names, group, per_host, cold_group), inventory, forks=run_forks)
             if run['rc'] != 0:
                 result['errors'].append('%s: ansible-playbook exited %d (see %s)' % (name, run['rc'], run['dir']))
             windows = play_windows(run)
@@ -243,7 +246,8 @@ def fleet_overhead(runner, python, hosts, per_host, forks, work, reps, sweep=Tru
             # Alternate the order, so that neither side always runs first on a machine that warms up.
             names = order if rep % 2 else list(reversed(order))
             log('fleet: %d hypervisors x %d fake VMs, forks %d, repeat %d/%d: %s' % (hosts, per_host, forks, rep, reps, ', '.join(names)))
-            run, windows = run_plays('fleet-%d' % rep, names, 'hypervisors', forks)
+            run, windows = run_plays('fleet-%d' % rep, names, 'hypervisors', forks,
+                                     cold_group=('fleet%d' % SWEEP_POINTS[0]) if cold_small and SWEEP_POINTS[0] < hosts else None)
             result['runs'].append({'dir': run['dir'], 'wall': run['wall'], 'plays': windows})
             if rep == 1:
                 result['role_main_run'] = {'tasks': run['tasks'], 'modules': run['modules'], 'rc': run['rc'], 'wall': run['wall'],
@@ -273,7 +277,7 @@ def summarise_fleet(result):
         windows = [run['plays'][name] for run in result['runs'] if name in run['plays']]
         if not windows:
             continue
-        med[name] = {'wall': median([window['wall'] for window in windows]), 'tasks': windows[0]['tasks'],
+        med[name] = {'wall': median([window['wall'] for window in windows]), 'tasks': windows[0]['tasks'], 'hosts': windows[0]['hosts'],
                      'module_tasks': windows[0]['module_tasks'], 'other_tasks': windows[0]['other_tasks'],
                      'module_tasks_s': median([window['module_tasks_s'] for window in windows]),
                      'other_tasks_s': median([window['other_tasks_s'] for window in windows]),
@@ -337,14 +341,15 @@ def overhead_table(result):
     med = result['median']
     lines = ['Role overhead: %d hypervisors x %d fake VMs (local connection, forks %d), play time from its first timed task to '
              'its last result, median of %d run(s):' % (result['hosts'], result['vms_per_host'], result['forks'], result['reps'])]
-    rows = [('play', 'wall s', 'tasks', 'host results', 'module calls per hypervisor')]
+    rows = [('play', 'hosts', 'wall s', 'tasks', 'host results', 'module calls per hypervisor')]
     for name in PLAYS:
         if name in med:
-            rows.append((name, _fmt(med[name]['wall']), str(med[name]['tasks']), str(med[name]['host_results']),
+            rows.append((name, str(med[name]['hosts']), _fmt(med[name]['wall']), str(med[name]['tasks']), str(med[name]['host_results']),
                          _calls(med[name]['calls_per_host'])))
     widths = [max(len(row[index]) for row in rows) for index in range(len(rows[0]))]
     for row in rows:
-        lines.append('  '.join(cell.ljust(widths[0]) if index in (0, 4) else cell.rjust(widths[index]) for index, cell in enumerate(row)))
+        lines.append('  '.join(cell.ljust(widths[index]) if index in (0, 5) else cell.rjust(widths[index])
+                               for index, cell in enumerate(row)).rstrip())
     if result['curve'] and any(len(curve['points']) > 1 for curve in result['curve'].values()):
         lines += ['', 'Fleet sweep (x %d fake VMs, forks %d; points below %d hypervisors: 1 repeat each):'
                   % (result['vms_per_host'], result['forks'], result['hosts'])]
@@ -386,6 +391,6 @@ def overhead_targets(result):
         if cold:
             extra = cold['calls_per_host_total'] - calls
             checks.append(('fleet: prepare (balloon_stats_prepare auto) adds at most 1 call per hypervisor to %s' % pair['role'],
-                           extra <= 1.0 + 0.01, '%s in a play without a prepare before: %s (%s s)'
-                           % (_fmt(extra, 1), _calls(cold['calls_per_host']), _fmt(cold['wall'], 1))))
+                           extra <= 1.0 + 0.01, '%s in a play without a prepare before: %s (%d hypervisors, %s s)'
+                           % (_fmt(extra, 1), _calls(cold['calls_per_host']), cold['hosts'], _fmt(cold['wall'], 1))))
     return checks

@@ -90,7 +90,8 @@ def parse_args(argv):
     parser.add_argument('--forks', type=int, default=5, help='forks for the fleet run (Ansible default 5)')
     parser.add_argument('--fleet-reps', type=int, default=None, help='repeats of the fleet plays (role vs bare tasks; default 1)')
     parser.add_argument('--fleet-plays', choices=('default', 'all'), default='default',
-                        help="all: also time the role's main entry point without a prepare before (+~2 min)")
+                        help="all: also time the role's main entry point without a prepare before, and both cold plays on "
+                             "every hypervisor (default: the gather one on the first 10)")
     parser.add_argument('--no-fleet-sweep', action='store_true', help='skip the fleet sweep (10 and 25 hypervisors)')
     parser.add_argument('--forks-sweep', default=None,
                         help='forks levels for the forks sweep on the whole fleet, comma-separated (default none; e.g. 10,20)')
@@ -229,7 +230,8 @@ def main(argv=None):
             hosts, per_host = (int(part) for part in args.fleet.lower().split('x'))
             overhead = fleet_overhead(ansible, python, hosts, per_host, args.forks, work, args.fleet_reps,
                                       sweep=not args.no_fleet_sweep, forks_sweep=args.forks_sweep,
-                                      plays=SMOKE_PLAYS if args.smoke else (None if args.fleet_plays == 'all' else DEFAULT_PLAYS))
+                                      plays=SMOKE_PLAYS if args.smoke else (None if args.fleet_plays == 'all' else DEFAULT_PLAYS),
+                                      cold_small=args.fleet_plays != 'all')
             results['fleet'] = fleet_compat(overhead)
             overhead.pop('role_main_run', None)
             results['fleet_overhead'] = overhead
