@@ -43,13 +43,39 @@ def annotate_marginal(axis, results):
               bbox={'boxstyle': 'round', 'facecolor': 'white', 'alpha': 0.8, 'edgecolor': 'grey'})
 
 
+def plot_fleet(axes, overhead):
+    """The fleet sweep: play time against hypervisors, the role against bare module tasks."""
+    for name, label, colour in (('role main', 'role main (configure + gather)', 'tab:blue'),
+                                ('bare two', 'bare polling + info tasks', 'tab:green')):
+        line = overhead['curve'].get(name) or {}
+        points = [point for point in line.get('points', []) if point[1] is not None]
+        if not points:
+            continue
+        slope = line.get('per_host_s')
+        axes.plot([point[0] for point in points], [point[1] for point in points], marker='o', color=colour,
+                  label='%s: %s s per hypervisor' % (label, '%.2f' % slope if slope is not None else '-'))
+    axes.set_xlabel('hypervisors (x %d fake VMs, forks %d)' % (overhead['vms_per_host'], overhead['forks']))
+    axes.set_ylabel('play time, s')
+    axes.set_xlim(left=0)
+    axes.set_ylim(bottom=0)
+    axes.set_title('Fleet sweep')
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize=8, loc='upper left')
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     with open(argv[0]) as handle:
         results = json.load(handle)
     fakes = sorted((result for result in results['sets'] if result['kind'] == 'fake'), key=lambda result: result['n'])
     real = [result for result in results['sets'] if result['kind'] == 'qemu']
-    figure, (left, right) = plt.subplots(1, 2, figsize=(13, 5.5), gridspec_kw={'width_ratios': [2, 1]})
+    curve = (results.get('fleet_overhead') or {}).get('curve') or {}
+    has_fleet = any(len(line.get('points', [])) > 1 for line in curve.values())
+    if has_fleet:
+        figure, (left, right, fleet_axes) = plt.subplots(1, 3, figsize=(18, 5.5), gridspec_kw={'width_ratios': [2, 1, 1]})
+        plot_fleet(fleet_axes, results['fleet_overhead'])
+    else:
+        figure, (left, right) = plt.subplots(1, 2, figsize=(13, 5.5), gridspec_kw={'width_ratios': [2, 1]})
     for key, label, colour, marker in SERIES:
         points = [(result['n'], result['median'].get(key)) for result in fakes if result['median'].get(key)]
         if points:

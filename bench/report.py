@@ -9,6 +9,7 @@ plot, in the bench venv).
 from __future__ import annotations
 
 from runner import INTERVAL, ratio
+from fleet import overhead_table, overhead_targets
 
 
 # ---------------------------------------------------------------------------------------------
@@ -271,6 +272,8 @@ def check_targets(results):
                                 fmt(lv_phases.get('ansible_after_module'), digits=3)))
             checks.append(('%s libvirt domains: transport libvirt (a-lv) no slower than virsh domstats --balloon + a filter (a-virsh)'
                            % label.split('-')[1], holds, measured))
+    if results.get('fleet_overhead'):
+        checks += overhead_targets(results['fleet_overhead'])
     fakes = [(label, med) for label, med in by_label.items() if label.startswith('fake-')]
     for label, med in fakes:
         checks.append(('%s: median hold per VM < 10 ms (module)' % label, med['a_hold_median_ms'] is not None and med['a_hold_median_ms'] < 10,
@@ -354,6 +357,8 @@ def render(results, notes, failures):
         text += ['', sweep_table(results['sweep'])]
     if results.get('fleet'):
         text += ['', fleet_table(results['fleet'])]
+    if results.get('fleet_overhead'):
+        text += ['', overhead_table(results['fleet_overhead'])]
     if results.get('profile') and not results['profile'].get('error'):
         text += ['', results['profile'].get('text', '')]
     text += ['', 'Targets:'] + ['  [%s] %s: %s' % ('ok' if target['holds'] else 'MISS', target['target'], target['measured'])

@@ -5,8 +5,8 @@
 """qmp.balloon benchmark: one task for many VMs against the alternatives, in one run.
 
     bench/run.py              full run (make bench): N = 10, 100, 1000 fake monitors, M = 20 real
-                              QEMU VMs (-S, 64 MiB), M libvirt domains on a private libvirtd, fleet,
-                              concurrency sweep, profile, plot
+                              QEMU VMs (-S, 64 MiB), M libvirt domains on a private libvirtd, fleet
+                              (role vs bare tasks, fleet sweep), concurrency sweep, profile, plot
     bench/run.py --smoke      tiny run for make test (< 60 s): 3 fakes, 1 QEMU VM, 2-host fleet,
                               1 repeat, no libvirt/plot/profile; exits 1 when any measured task failed
 
@@ -29,6 +29,10 @@ Methods, for every set of VMs (docs/performance.md says more):
       (bench/filter_plugins/qbb_virsh.py)
   fixed cost: ansible.builtin.stat, balloon_stats_info and balloon_stats_polling with no VM, side by
       side in one play (--fixed-tasks rounds; the target) and N tasks per play minus an empty play
+  fleet: bench/fleet.py (its docstring): on --fleet HOSTSxVMS fake VMs (local connection, --forks),
+      the role's gather and main against bare balloon_stats_info / polling + info tasks, with and
+      without a prepare in the play, module calls per hypervisor counted; the fleet sweep at 10 and
+      25 hypervisors (1 repeat each; --no-fleet-sweep); --forks-sweep 10,20 (1 repeat each)
   (e) balloon_stats_polling over all targets: first run (a change of the interval: 0 -> 10 in the
       first repeat, then 10 -> 20, 20 -> 10, ...) and idempotent second run (the same interval again)
 (a), (b), (e) are the task's own duration (bench/callback_plugins/qmp_bench_timer.py: task start to
@@ -60,7 +64,8 @@ from runner import (
     _CLEANUP, BENCH, PLOT, ROOT, AnsibleRunner, QemuVMs, FakeFleetProcess, _on_signal, base_python_of, cleanup,
     ensure_bench_venv, log, machine_info, run_quiet, usable_ansible_venv,
 )
-from scenarios import bench_fleet, bench_libvirt, bench_set, concurrency_sweep, engine_pairs, fixed_cost, run_profile, summarise_set
+from fleet import DEFAULT_PLAYS, SMOKE_PLAYS, fleet_compat, fleet_overhead
+from scenarios import bench_libvirt, bench_set, concurrency_sweep, engine_pairs, fixed_cost, run_profile, summarise_set
 from report import check_targets, render
 
 
@@ -83,6 +88,13 @@ def parse_args(argv):
                              'N=100, N=1000 and M=20 by a sample of --b-sample VMs per repeat, extrapolated)')
     parser.add_argument('--fleet', default=None, help='HOSTSxVMS for the fleet run (default 50x20; smoke 2x2; 0 = none)')
     parser.add_argument('--forks', type=int, default=5, help='forks for the fleet run (Ansible default 5)')
+    parser.add_argument('--fleet-reps', type=int, default=None, help='repeats of the fleet plays (role vs bare tasks; default 1)')
+    parser.add_argument('--fleet-plays', choices=('default', 'all'), default='default',
+                        help="all: also time the role's main entry point without a prepare before, and both cold plays on "
+                             "every hypervisor (default: the gather one on the first 10)")
+    parser.add_argument('--no-fleet-sweep', action='store_true', help='skip the fleet sweep (10 and 25 hypervisors)')
+    parser.add_argument('--forks-sweep', default=None,
+                        help='forks levels for the forks sweep on the whole fleet, comma-separated (default none; e.g. 10,20)')
     parser.add_argument('--fixed-tasks', type=int, default=None,
                         help='tasks per play of the fixed-cost measurement (default 10; smoke 2; 0 = none)')
     parser.add_argument('--no-sweep', action='store_true', help='skip the concurrency sweep')
@@ -98,15 +110,19 @@ def parse_args(argv):
     parser.add_argument('--keep-work', action='store_true', help='keep the temporary work directory')
     args = parser.parse_args(argv)
     if args.smoke:
-        defaults = dict(out=os.path.join(ROOT, 'build', 'bench-smoke'), sizes='3', qemu=1, reps=1, fleet='2x2', fixed_tasks=2)
+        defaults = dict(out=os.path.join(ROOT, 'build', 'bench-smoke'), sizes='3', qemu=1, reps=1, fleet='2x2', fixed_tasks=2,
+                        fleet_reps=1)
+        args.no_fleet_sweep = True
         # No libvirtd in make test: only one privileged libvirt daemon can run on a host, and the
         # libvirt_transport integration target may be starting its own.
         args.no_sweep = args.no_profile = args.no_plot = args.no_libvirt = True
     else:
-        defaults = dict(out=os.path.join(BENCH, 'results'), sizes='10,100,1000', qemu=20, reps=5, fleet='50x20', fixed_tasks=10)
+        defaults = dict(out=os.path.join(BENCH, 'results'), sizes='10,100,1000', qemu=20, reps=5, fleet='50x20', fixed_tasks=10,
+                        fleet_reps=1)
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    args.forks_sweep = [int(level) for level in (args.forks_sweep or '').split(',') if level.strip()]
     args.sizes = [int(size) for size in args.sizes.split(',') if size.strip() and int(size) > 0]
     return args
 
@@ -212,10 +228,14 @@ def main(argv=None):
                 failures += ['%s: %s' % (label, error) for error in result['errors']]
         if args.fleet and args.fleet != '0':
             hosts, per_host = (int(part) for part in args.fleet.lower().split('x'))
-            results['fleet'] = bench_fleet(ansible, python, hosts, per_host, args.forks, work)
-            failures += ['fleet: %s' % error for error in results['fleet']['errors']]
-            if results['fleet']['rc'] != 0:
-                failures.append('fleet: ansible-playbook exited %d (see %s)' % (results['fleet']['rc'], results['fleet']['dir']))
+            overhead = fleet_overhead(ansible, python, hosts, per_host, args.forks, work, args.fleet_reps,
+                                      sweep=not args.no_fleet_sweep, forks_sweep=args.forks_sweep,
+                                      plays=SMOKE_PLAYS if args.smoke else (None if args.fleet_plays == 'all' else DEFAULT_PLAYS),
+                                      cold_small=args.fleet_plays != 'all')
+            results['fleet'] = fleet_compat(overhead)
+            overhead.pop('role_main_run', None)
+            results['fleet_overhead'] = overhead
+            failures += ['fleet: %s' % error for error in overhead['errors']]
     except KeyboardInterrupt:
         log('interrupted')
         cleanup()

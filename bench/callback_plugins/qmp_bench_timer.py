@@ -46,6 +46,7 @@ class CallbackModule(CallbackBase):
         self._started = time.time()
         self._tasks = []
         self._current = None
+        self._play = None
 
     def _task_record(self, task):
         for record in reversed(self._tasks):
@@ -53,9 +54,12 @@ class CallbackModule(CallbackBase):
                 return record
         return self._current
 
+    def v2_playbook_on_play_start(self, play):
+        self._play = play.get_name()
+
     def v2_playbook_on_task_start(self, task, is_conditional):
         self._current = {'uuid': task._uuid, 'name': task.get_name(), 'action': task.action, 'start': time.time(),
-                         'hosts': {}, 'items': 0}
+                         'hosts': {}, 'items': 0, 'play': self._play}
         self._tasks.append(self._current)
 
     def v2_playbook_on_handler_task_start(self, task):
