@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import datetime
 import getpass
+import hashlib
 import io
 import json
 import os
@@ -690,9 +691,21 @@ def balloon_report(hostvars, hosts_all, hosts_ok=None, fact_name='balloon_stats'
               'provenance': origin, 'hypervisors': hypervisors, 'vms': vms, 'violations': violations,
               'unknown': unknown}
     report['findings'] = findings(report)
+    report['gathered'] = gathered_id(report)
     report['since_last_run'] = since_last_run(report, _plain(previous))
     report['headline'] = headline(report)
     return report
+
+
+def gathered_id(report):
+    """What this report's data was gathered from, as one id: each hypervisor gathered in this run
+    with its collection time. Two reports with the same id come from the same run's gathers
+    (under strategy free several hypervisors may reach the report step after the last gather);
+    None when nothing was gathered in this run (a report from the fact cache)."""
+    gathered = sorted((h['name'], h.get('collected_at')) for h in report['hypervisors'] if h.get('stats_from') == 'this_run')
+    if not gathered:
+        return None
+    return hashlib.sha256(json.dumps(gathered).encode('utf-8')).hexdigest()[:16]
 
 
 def _names(names, limit=5):
@@ -750,10 +763,14 @@ def since_last_run(report, previous):
     if not previous or not isinstance(previous, dict) or not previous.get('findings'):
         return {'previous': None, 'changed': True, 'new_violations': [], 'resolved_violations': [],
                 'vms_appeared': [], 'vms_disappeared': [], 'state_changes': [], 'hypervisor_changes': [],
-                'not_in_previous': [], 'not_in_this_run': []}
+                'not_in_previous': [], 'not_in_this_run': [], 'vms_not_compared': []}
     now, before = report['findings'], previous['findings']
     hosts_now, hosts_before = set(now.get('hypervisors', {})), set(before.get('hypervisors', {}))
-    scope = hosts_now & hosts_before
+    # VMs are compared only on hypervisors whose VMs both runs read: the VMs of one that became
+    # unreachable (or failed) were not checked, they did not disappear (its status change says it)
+    unread = set(host for findings_ in (now, before) for host, status in findings_.get('hypervisors', {}).items()
+                 if status in ('unreachable', 'failed'))
+    scope = (hosts_now & hosts_before) - unread
 
     def in_scope(vms):
         return dict((vm, entry) for vm, entry in vms.items() if vm.split('/', 1)[0] in scope)
@@ -765,8 +782,9 @@ def since_last_run(report, previous):
 
     new, old = failing(vms_now), failing(vms_before)
     common = set(vms_now) & set(vms_before)
-    hypervisors_now = dict((host, status) for host, status in now['hypervisors'].items() if host in scope)
-    hypervisors_before = dict((host, status) for host, status in before.get('hypervisors', {}).items() if host in scope)
+    both = hosts_now & hosts_before
+    hypervisors_now = dict((host, status) for host, status in now['hypervisors'].items() if host in both)
+    hypervisors_before = dict((host, status) for host, status in before.get('hypervisors', {}).items() if host in both)
     return {
         'previous': previous.get('generated_at'),
         # the fleet's compliance changed: in the common scope, or the scope itself
@@ -783,13 +801,22 @@ def since_last_run(report, previous):
                                if hypervisors_before.get(host) != status],
         'not_in_previous': sorted(hosts_now - hosts_before),
         'not_in_this_run': sorted(hosts_before - hosts_now),
+        # in both runs, but unreachable or failed in one: their VMs were not compared
+        'vms_not_compared': sorted(both - scope),
     }
 
 
+#: A text cell starting with one of these is a formula to a spreadsheet (OWASP "CSV injection").
+_CSV_FORMULA = ('=', '+', '-', '@', '\t', '\r')
+
+
 def _csv_value(value):
-    """CSV cells: booleans as true/false (not Python's True/False), null as empty."""
+    """CSV cells: booleans as true/false (not Python's True/False), null as empty; text that a
+    spreadsheet would run as a formula (a VM named =HYPERLINK(...)) gets a leading quote."""
     if isinstance(value, bool):
         return 'true' if value else 'false'
+    if isinstance(value, str) and value.startswith(_CSV_FORMULA):
+        return "'" + value
     return '' if value is None else value
 
 

@@ -640,3 +640,50 @@ def test_provenance_says_the_host_pattern_is_not_available():
     report = _report([vm('a')])
     assert report['provenance']['host_pattern'] is None
     assert 'does not expose the play' in report['provenance']['host_pattern_note']
+
+
+def test_vms_of_a_hypervisor_that_became_unreachable_did_not_disappear():
+    """Trial (session 5): hv2 unreachable in the second run; its VMs were not read, not gone."""
+    full = _two_hosts_report(('hv1', 'hv2'))
+    facts = {'hv1': {'balloon_stats': {'vms': [v for v in full['vms'] if v['hypervisor'] == 'hv1'], 'status': 'ok', 'rules': BUILTIN}},
+             'hv2': {}}
+    second = compliance.balloon_report(facts, ['hv1', 'hv2'], ['hv1'], provenance={'check_mode': False}, previous=full)
+    since = second['since_last_run']
+    assert dict((h['name'], h['status']) for h in second['hypervisors']) == {'hv1': 'ok', 'hv2': 'unreachable'}
+    assert since['vms_disappeared'] == [] and since['resolved_violations'] == []
+    assert since['vms_not_compared'] == ['hv2']
+    assert since['hypervisor_changes'] == [{'hypervisor': 'hv2', 'before': 'ok', 'after': 'unreachable'}]
+    assert since['changed'] is True
+    # back again: its VMs are not "appeared", its old violation is not "new"
+    third = _two_hosts_report(('hv1', 'hv2'), previous=second)
+    assert third['since_last_run']['vms_appeared'] == [] and third['since_last_run']['new_violations'] == []
+    assert third['since_last_run']['vms_not_compared'] == ['hv2']
+
+
+def test_gathered_id_tells_reports_of_the_same_gathers_apart():
+    """strategy free: hypervisors reaching the report after the last gather must not write it twice."""
+    records = compliance.balloon_compliance([vm('a')], rules=BUILTIN, hypervisor='hv1', expected_interval=10, min_available_percent=10)
+
+    def host(collected_at, gathered=True):
+        facts = {'balloon_stats': {'vms': records, 'status': 'ok', 'collected_at': collected_at}}
+        if gathered:
+            facts['__balloon_stats_info'] = {'changed': False, 'vms': []}
+        return facts
+    first = compliance.balloon_report({'hv1': host('T1'), 'hv2': host('T2')}, ['hv1', 'hv2'], provenance={'check_mode': False})
+    again = compliance.balloon_report({'hv1': host('T1'), 'hv2': host('T2')}, ['hv1', 'hv2'], provenance={'check_mode': False},
+                                      previous=first)
+    later = compliance.balloon_report({'hv1': host('T3'), 'hv2': host('T2')}, ['hv1', 'hv2'], provenance={'check_mode': False})
+    cached = compliance.balloon_report({'hv1': host('T1', False)}, ['hv1'], provenance={'check_mode': False})
+    assert first['gathered'] and first['gathered'] == again['gathered']
+    assert later['gathered'] != first['gathered']
+    assert cached['gathered'] is None
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_quoted():
+    """Trial (session 5): a VM named =HYPERLINK(...) went into the CSV as a formula."""
+    [record] = compliance.balloon_compliance([vm('=HYPERLINK("x","y")')], rules=BUILTIN, hypervisor='hv1', expected_interval=10,
+                                             min_available_percent=10)
+    report = compliance.balloon_report({'hv1': {'balloon_stats': {'vms': [record]}}}, ['hv1'])
+    rows = list(csv.reader(io.StringIO(compliance.balloon_report_csv(report))))
+    assert rows[1][rows[0].index('vm')] == "'=HYPERLINK(\"x\",\"y\")"
+    assert rows[1][rows[0].index('hypervisor')] == 'hv1'
