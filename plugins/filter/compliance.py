@@ -101,10 +101,11 @@ def _check_rules(rules):
     seen = set()
     for index, rule in enumerate(rules or []):
         if not isinstance(rule, dict):
-            raise AnsibleFilterError('rule %d must be a dict with name and query, got %r' % (index, rule))
+            raise AnsibleFilterError('rule %d (counting the built-in rules first) must be a dict with name and query, got %r'
+                                     % (index, rule))
         name, query = rule.get('name'), rule.get('query')
         if not name or not isinstance(name, str):
-            raise AnsibleFilterError('rule %d has no name' % index)
+            raise AnsibleFilterError('rule %d (counting the built-in rules first) has no name: %r' % (index, rule))
         if name in seen:
             raise AnsibleFilterError('rule name %r is used twice' % name)
         seen.add(name)
