@@ -17,7 +17,7 @@ import sys
 import time
 
 from runner import (
-    BENCH, ENGINE_DIRECT, FILTERS, FLOOR, INTERVAL, LIBVIRT_PREFIX, LIBVIRT_READ, PROFILE, FakeFleetProcess, LibvirtDomains, last_json,
+    BENCH, ENGINE_DIRECT, FILTERS, FLOOR, INTERVAL, LIBVIRT_PREFIX, LIBVIRT_READ, PROFILE, LibvirtDomains, last_json,
     libvirt_python, log, median, ratio, run_quiet, timed_child,
 )
 
@@ -418,67 +418,6 @@ def bench_libvirt(runner, python, count, reps, uri=None):
 # ---------------------------------------------------------------------------------------------
 # fleet
 # ---------------------------------------------------------------------------------------------
-
-FLEET_PLAYBOOK = '''---
-- name: fleet
-  hosts: hypervisors
-  gather_facts: false
-  vars:
-    balloon_stats_interval: {interval}
-    balloon_stats_report: false
-  tasks:
-    - name: role configure
-      ansible.builtin.include_role:
-        name: qmp.balloon.balloon_stats
-        tasks_from: configure
-    - name: role gather
-      ansible.builtin.include_role:
-        name: qmp.balloon.balloon_stats
-        tasks_from: gather
-    - name: fleet check
-      ansible.builtin.assert:
-        that:
-          - balloon_stats.summary.vms | int == {per_host}
-          - balloon_stats.summary.unreachable | int == 0
-        quiet: true
-'''
-
-
-def bench_fleet(runner, python, hosts, per_host, forks, work):
-    total = hosts * per_host
-    fake = FakeFleetProcess(python, os.path.join(work, 'fleetfake'), total)
-    try:
-        inventory = ['[hypervisors]']
-        for index in range(hosts):
-            host_dir = os.path.join(work, 'fleet', 'hv%02d' % index)
-            os.makedirs(host_dir, exist_ok=True)
-            for socket_path in fake.sockets[index * per_host:(index + 1) * per_host]:
-                os.symlink(socket_path, os.path.join(host_dir, os.path.basename(socket_path)))
-            inventory.append("hv%02d ansible_connection=local balloon_stats_socket_globs='[\"%s/*.qmp\"]'" % (index, host_dir))
-        log('fleet: %d hypervisors x %d fake VMs, forks %d' % (hosts, per_host, forks))
-        run = runner.run('fleet', FLEET_PLAYBOOK.format(interval=INTERVAL, per_host=per_host), '\n'.join(inventory) + '\n', forks=forks)
-    finally:
-        fake.stop()
-    tasks = []
-    errors = []
-    for task in run['tasks']:
-        if task.get('duration') is None:
-            continue
-        procs = modules_in(task, run['modules'])
-        statuses = {}
-        for data in task['hosts'].values():
-            statuses[data.get('status')] = statuses.get(data.get('status'), 0) + 1
-        if statuses.get('failed') or statuses.get('unreachable'):
-            errors.append('%s: %s' % (task['name'], statuses))
-        tasks.append({'name': task['name'], 'action': task['action'], 'duration': task['duration'], 'hosts': statuses,
-                      'module_processes': len(procs),
-                      'module_s_sum': sum(proc['t_end'] - proc['t_proc'] for proc in procs),
-                      'module_s_median': median([proc['t_end'] - proc['t_proc'] for proc in procs]),
-                      'peak_rss_mb': max([proc['maxrss_kb'] / 1024.0 for proc in procs] or [0]) or None})
-    return {'hosts': hosts, 'vms_per_host': per_host, 'forks': forks, 'rc': run['rc'], 'playbook_wall': run['wall'],
-            'tasks': tasks, 'errors': errors, 'dir': run['dir'],
-            'tasks_total_s': sum(task['duration'] for task in tasks)}
-
 
 # ---------------------------------------------------------------------------------------------
 # concurrency sweep and profile
