@@ -109,6 +109,10 @@ class _Running(object):
         self.slow_at = now + slow_after
         self.holding = True
 
+    def next_check(self):
+        """When the calling thread must look at this job again: its slot to give back, or its timeout."""
+        return min(self.deadline, self.slow_at) if self.holding else self.deadline
+
 
 def run_threads(jobs, concurrency, timeout, late=_late, slow_after=SLOW_AFTER):
     """Run each blocking ``job()`` in a daemon thread, each bounded by ``timeout``, by :func:`fan_out`'s rules.
@@ -130,7 +134,8 @@ def run_threads(jobs, concurrency, timeout, late=_late, slow_after=SLOW_AFTER):
     limit = max(MAX_OPEN, concurrency)
     outcomes = [None] * len(jobs)
     running = {}
-    state = {'following': 0, 'holding': 0}
+    # wake: when the calling thread means to look again (a deadline, or a slot to give back)
+    state = {'following': 0, 'holding': 0, 'wake': None}
     changed = threading.Condition()
 
     def give_back(job):
@@ -158,7 +163,7 @@ def run_threads(jobs, concurrency, timeout, late=_late, slow_after=SLOW_AFTER):
                 give_back(job)
                 del running[job.index]
                 job = take()
-                if job is None:
+                if job is None or state['wake'] is None or job.next_check() < state['wake']:
                     changed.notify()
 
     with changed:
@@ -178,8 +183,9 @@ def run_threads(jobs, concurrency, timeout, late=_late, slow_after=SLOW_AFTER):
                 thread.start()
                 continue
             if running:
-                changed.wait(max(0.0, min(min(job.deadline, job.slow_at if job.holding else job.deadline)
-                                          for job in running.values()) - now))
+                state['wake'] = min(job.next_check() for job in running.values())
+                changed.wait(max(0.0, state['wake'] - now))
+                state['wake'] = None
     return outcomes
 
 
