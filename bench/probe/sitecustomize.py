@@ -9,14 +9,16 @@ Does nothing unless QMP_BENCH_MODLOG names a file and this interpreter runs an A
 for this process, as one JSON line appended to QMP_BENCH_MODLOG at exit:
 
 - t_proc: when the process started (from /proc/self/stat, 10 ms resolution), t_site: when this
-  file ran (interpreter up), t_loop_start/t_loop_end: the first asyncio.run() (the engine's event
-  loop), t_exit: the module's first exit_json/fail_json call, t_end: the atexit hook;
+  file ran (interpreter up), t_loop_start/t_loop_end: from the start of the first asyncio.run()
+  (the QMP engine's event loop) or _batch.run_threads() (the libvirt transport, which runs no event
+  loop: its first call is the connect + batch stats call, the second the fan-out) to the end of the
+  last, t_exit: the module's first exit_json/fail_json call, t_end: the atexit hook;
 - maxrss_kb (peak RSS of this process, same as VmHWM), utime/stime;
 - with QMP_BENCH_HOLD=1, the connection hold time of every VM: from the start of
   QMPSession.open() (socket connect) to the end of QMPSession.close(), and the commands sent.
 
-The hooks wrap module attributes after their import (asyncio.run, AnsibleModule.exit_json,
-QMPSession.open/close); their cost is two clock reads per call.
+The hooks wrap module attributes after their import (asyncio.run, _batch.run_threads,
+AnsibleModule.exit_json, QMPSession.open/close); their cost is two clock reads per call.
 """
 
 import os
@@ -43,16 +45,21 @@ def _install():
     holds = []
     commands = [0]
 
-    def hook_asyncio(module):
-        original = module.run
-
+    def timed_loop(original):
         def run(*args, **kwargs):
             record.setdefault('t_loop_start', time.time())
             try:
                 return original(*args, **kwargs)
             finally:
                 record['t_loop_end'] = time.time()
-        module.run = run
+        return run
+
+    def hook_asyncio(module):
+        module.run = timed_loop(module.run)
+
+    def hook_batch(module):
+        # _libvirt_executor imports run_threads from _batch after this hook ran; call_in_thread looks it up in _batch.
+        module.run_threads = timed_loop(module.run_threads)
 
     def hook_basic(module):
         cls = module.AnsibleModule
@@ -83,7 +90,8 @@ def _install():
                     self._bench_t0 = None
         cls.open, cls.close = open_timed, close_timed
 
-    hooks = {'asyncio': hook_asyncio, 'ansible.module_utils.basic': hook_basic}
+    hooks = {'asyncio': hook_asyncio, 'ansible.module_utils.basic': hook_basic,
+             'ansible_collections.qmp.balloon.plugins.module_utils._batch': hook_batch}
     if os.environ.get('QMP_BENCH_HOLD') == '1':
         hooks['ansible_collections.qmp.balloon.plugins.module_utils._qmp'] = hook_qmp
 

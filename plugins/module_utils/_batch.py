@@ -14,14 +14,15 @@ next VM; at most ``max(MAX_OPEN, concurrency)`` VMs are in progress at any time.
 
 The QMP executor serves its VMs as coroutines of one event loop (:func:`fan_out`); the
 libvirt executor, whose library blocks, serves each VM in a daemon thread
-(:func:`run_threads`) through the same fan-out. A VM's result is a dict built by
+(:func:`run_threads`), by the same rules without an event loop (asyncio, which brings ssl,
+is imported by the QMP engine only). A VM's result is a dict built by
 :func:`new_result`, :func:`record_failure` and :func:`finish`, the same for both.
 """
 
 from __future__ import annotations
 
-import asyncio
 import threading
+import time
 
 from ansible_collections.qmp.balloon.plugins.module_utils._errors import BalloonError, seconds
 
@@ -59,6 +60,8 @@ async def fan_out(items, serve, concurrency, slow_after=SLOW_AFTER):
     hung VMs do not stall the rest of the batch; at most max(MAX_OPEN, concurrency) items
     are in progress at any time. ``serve`` must not raise: it turns failures into results.
     """
+    import asyncio  # pylint: disable=import-outside-toplevel  # only the QMP engine runs an event loop
+
     loop = asyncio.get_running_loop()
     active = asyncio.Semaphore(concurrency)
     in_progress = asyncio.Semaphore(max(MAX_OPEN, concurrency))
@@ -91,52 +94,99 @@ def _capture(work):
         return False, exc
 
 
-async def in_thread(work, timeout):
-    """``(succeeded, value_or_exception)`` of ``work()`` run in a daemon thread, or None when it took over ``timeout``.
-
-    A blocking call cannot be cancelled: a thread that does not finish in time is abandoned
-    (a daemon thread does not keep the process alive), and its late answer is dropped.
-    """
-    loop = asyncio.get_running_loop()
-    done = loop.create_future()
-
-    def deliver(outcome):
-        if not done.done():
-            done.set_result(outcome)
-
-    def run():
-        outcome = _capture(work)
-        try:
-            loop.call_soon_threadsafe(deliver, outcome)
-        except RuntimeError:
-            pass  # the event loop is closed: the batch ended without this answer
-
-    thread = threading.Thread(target=run, name='qmp.balloon VM')
-    thread.daemon = True
-    thread.start()
-    try:
-        return await asyncio.wait_for(done, timeout)
-    except asyncio.TimeoutError:
-        return None
-
-
 def _late(timeout):
     return BalloonError('did not finish within the %s s timeout' % seconds(timeout))
 
 
+class _Running(object):
+    """A job whose thread runs: when its timeout ends, when it gives its slot back, whether it still holds one."""
+
+    __slots__ = ('index', 'deadline', 'slow_at', 'holding')
+
+    def __init__(self, index, now, timeout, slow_after):
+        self.index = index
+        self.deadline = now + timeout
+        self.slow_at = now + slow_after
+        self.holding = True
+
+    def next_check(self):
+        """When the calling thread must look at this job again: its slot to give back, or its timeout."""
+        return min(self.deadline, self.slow_at) if self.holding else self.deadline
+
+
 def run_threads(jobs, concurrency, timeout, late=_late, slow_after=SLOW_AFTER):
-    """Run each blocking ``job()`` in its own daemon thread through :func:`fan_out`, each bounded by ``timeout``.
+    """Run each blocking ``job()`` in a daemon thread, each bounded by ``timeout``, by :func:`fan_out`'s rules.
 
-    Returns ``[(succeeded, value_or_exception)]`` in input order. A job that does not
-    finish in time gets ``(False, late(timeout))``; its thread is left behind.
+    Returns ``[(succeeded, value_or_exception)]`` in input order. Jobs start in input order;
+    at most ``concurrency`` hold a slot, a job still running after ``slow_after`` seconds
+    gives its slot to the next one, and at most max(MAX_OPEN, concurrency) run at once. A job
+    that does not finish in time gets ``(False, late(timeout))``; its thread is left behind
+    (a daemon thread does not keep the process alive), its late answer is dropped and it
+    takes no other job.
+
+    The same fan-out as :func:`fan_out`, with threads and a condition variable instead of an
+    event loop (the libvirt transport imports no asyncio, nor the ssl it brings); a thread
+    whose job ended in time takes the next job when a slot is free, so a batch starts about
+    ``concurrency`` threads, not one per job.
     """
-    async def serve(job):
-        outcome = await in_thread(job, timeout)
-        return (False, late(timeout)) if outcome is None else outcome
-
     if not jobs:
         return []
-    return list(asyncio.run(fan_out(jobs, serve, concurrency, slow_after)))
+    limit = max(MAX_OPEN, concurrency)
+    outcomes = [None] * len(jobs)
+    running = {}
+    # wake: when the calling thread means to look again (a deadline, or a slot to give back)
+    state = {'following': 0, 'holding': 0, 'wake': None}
+    changed = threading.Condition()
+
+    def give_back(job):
+        if job.holding:
+            job.holding = False
+            state['holding'] -= 1
+
+    def take():
+        """The next job when a slot is free (called with ``changed`` held), else None."""
+        index = state['following']
+        if index >= len(jobs) or state['holding'] >= concurrency or len(running) >= limit:
+            return None
+        job = running[index] = _Running(index, time.monotonic(), timeout, slow_after)
+        state['following'] += 1
+        state['holding'] += 1
+        return job
+
+    def work(job):
+        while job is not None:
+            outcome = _capture(jobs[job.index])
+            with changed:
+                if outcomes[job.index] is not None:
+                    return  # it timed out: the late answer is dropped and this thread ends
+                outcomes[job.index] = outcome
+                give_back(job)
+                del running[job.index]
+                job = take()
+                if job is None or state['wake'] is None or job.next_check() < state['wake']:
+                    changed.notify()
+
+    with changed:
+        while state['following'] < len(jobs) or running:
+            now = time.monotonic()
+            for job in list(running.values()):
+                if now >= job.deadline:
+                    outcomes[job.index] = (False, late(timeout))
+                    give_back(job)
+                    del running[job.index]
+                elif job.holding and now >= job.slow_at:
+                    give_back(job)
+            job = take()
+            if job is not None:
+                thread = threading.Thread(target=work, args=(job,), name='qmp.balloon VM')
+                thread.daemon = True
+                thread.start()
+                continue
+            if running:
+                state['wake'] = min(job.next_check() for job in running.values())
+                changed.wait(max(0.0, state['wake'] - now))
+                state['wake'] = None
+    return outcomes
 
 
 def call_in_thread(work, timeout, late):

@@ -392,6 +392,55 @@ def test_fan_out_bounds_concurrency():
     assert outcomes == [(True, 'done')] * 12 and peak[0] <= 3
 
 
+def test_run_threads_reuses_threads_in_input_order():
+    """Jobs start in input order; a thread whose job ended takes the next one: about ``concurrency`` threads per batch."""
+    order, threads, lock = [], set(), threading.Lock()
+
+    def job(index):
+        def work():
+            with lock:
+                order.append(index)
+                threads.add(threading.current_thread().ident)
+            time.sleep(0.005)
+            return index
+        return work
+
+    outcomes = _batch.run_threads([job(index) for index in range(20)], 2, 5, slow_after=30)
+    assert outcomes == [(True, index) for index in range(20)]
+    assert order[:2] == [0, 1] and sorted(order) == list(range(20))
+    assert len(threads) <= 2, threads
+
+
+def test_run_threads_slow_job_gives_its_slot_and_a_late_thread_takes_no_other_job():
+    """concurrency 1: a hung job gives its slot after slow_after, fails at its timeout, and its thread does nothing more."""
+    release = threading.Event()
+    ran = []
+
+    def hung():
+        release.wait(10)
+        ran.append(('hung', threading.current_thread().ident))
+        return 'late'
+
+    def quick(name):
+        def work():
+            ran.append((name, threading.current_thread().ident))
+            return name
+        return work
+
+    started = time.monotonic()
+    try:
+        outcomes = _batch.run_threads([hung, quick('a'), quick('b')], 1, 0.6, slow_after=0.1)
+        elapsed = time.monotonic() - started
+    finally:
+        release.set()
+    assert outcomes[1:] == [(True, 'a'), (True, 'b')]
+    assert outcomes[0][0] is False and str(outcomes[0][1]) == 'did not finish within the 0.6 s timeout'
+    assert 0.55 <= elapsed < 2, elapsed
+    time.sleep(0.2)
+    hung_thread = [ident for name, ident in ran if name == 'hung']
+    assert hung_thread and not [name for name, ident in ran if ident == hung_thread[0] and name != 'hung'], ran
+
+
 # ---------------------------------------------------------------------------------------------
 # The allow-list: no qemuMonitorCommand, ever
 # ---------------------------------------------------------------------------------------------

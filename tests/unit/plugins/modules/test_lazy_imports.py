@@ -6,7 +6,7 @@
 """What a module run imports (issue 16, the fixed cost of a task): each in a fresh interpreter.
 
 A task with no VM imports no asyncio, ssl, qemu.qmp or libvirt code; a task with QMP VMs no
-libvirt code and no xml.etree; and a Python without qemu.qmp still fails a task with no VM
+libvirt code and no xml.etree; a libvirt task no asyncio, ssl, qemu.qmp or QMP engine; and a Python without qemu.qmp still fails a task with no VM
 with the same sentence and traceback as before.
 """
 
@@ -26,6 +26,39 @@ import pytest
 RUNNER = r'''
 import json, sys
 args, name, block = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3] == 'block-qemu'
+if sys.argv[3] == 'fake-libvirt':
+    # A libvirt-python with two active domains, for the imports of a libvirt task (no libvirtd needed).
+    import types
+    fake = types.ModuleType('libvirt')
+
+    class libvirtError(Exception):
+        pass
+
+    class Domain(object):
+        def __init__(self, name):
+            self._name = name
+
+        def name(self):
+            return self._name
+
+        def UUIDString(self):
+            return '4216a76a-24d1-42b2-a57e-f8fd0a04df0' + self._name[-1]
+
+        def XMLDesc(self, flags):
+            return "<domain><devices><memballoon model='virtio'><stats period='5'/></memballoon></devices></domain>"
+
+    class Connection(object):
+        def getAllDomainStats(self, groups, flags):
+            return [(Domain(name), {'state.state': 1, 'balloon.current': 65536, 'balloon.rss': 1024, 'balloon.last-update': 0})
+                    for name in ('vm2', 'vm1')]
+
+        def close(self):
+            return 0
+
+    fake.libvirtError = libvirtError
+    fake.registerErrorHandler = lambda handler, context: None
+    fake.open = fake.openReadOnly = lambda uri: Connection()
+    sys.modules['libvirt'] = fake
 if block:
     class Block(object):
         def find_spec(self, fullname, path=None, target=None):
@@ -57,10 +90,11 @@ except SystemExit:
 '''
 
 
-def run_fresh(name, args, block_qemu=False):
+def run_fresh(name, args, block_qemu=False, fake_libvirt=False):
     """(result, loaded heavy modules, the traceback passed to fail_json) of one module run in a new interpreter."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(path for path in sys.path if path))
-    process = subprocess.run([sys.executable, '-c', RUNNER, json.dumps(args), name, 'block-qemu' if block_qemu else '-'],
+    mode = 'block-qemu' if block_qemu else 'fake-libvirt' if fake_libvirt else '-'
+    process = subprocess.run([sys.executable, '-c', RUNNER, json.dumps(args), name, mode],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, env=env, timeout=60, check=False)
     assert 'LOADED ' in process.stderr, process.stderr[-2000:]
     loaded = json.loads(process.stderr.rsplit('LOADED ', 1)[1])
@@ -102,6 +136,20 @@ def test_qmp_vm_imports_no_libvirt_code():
     assert result['failed'] is True and 'sent no QMP greeting' in result['msg'], result
     assert heavy(loaded, 'asyncio') and heavy(loaded, 'qemu.qmp') and heavy(loaded, '_qmp_executor'), loaded
     assert heavy(loaded, 'libvirt', '_libvirt', '_libvirt_executor', '_libvirt_domain', 'xml.etree') == [], loaded
+
+
+@pytest.mark.parametrize('name, args', [
+    ('balloon_stats_info', {'transport': 'libvirt', 'all_domains': True}),
+    ('balloon_stats_polling', {'transport': 'libvirt', 'all_domains': True, 'interval': 5}),
+])
+def test_libvirt_task_imports_no_asyncio(name, args):
+    """A libvirt task reads its domains through threads, without an event loop: no asyncio, ssl, qemu.qmp or QMP engine."""
+    result, loaded, _error = run_fresh(name, args, fake_libvirt=True)
+    assert result.get('failed') is not True, result
+    assert [vm['name'] for vm in result['vms']] == ['vm1', 'vm2'], result
+    assert all(vm['polling_interval' if name == 'balloon_stats_info' else 'interval'] == 5 for vm in result['vms']), result
+    assert heavy(loaded, 'libvirt') and heavy(loaded, '_libvirt_executor') and heavy(loaded, '_batch'), loaded
+    assert heavy(loaded, 'asyncio', 'ssl', 'qemu.qmp', '_qmp', '_qmp_executor', '_qmp_discovery') == [], loaded
 
 
 @pytest.mark.parametrize('args', [{'targets': []}, {'socket': '/run/nothing-here.qmp'}])
