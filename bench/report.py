@@ -265,8 +265,8 @@ def check_targets(results):
                 fmt(med.get('a_lv'), digits=3), fmt(med['a_virsh'], digits=3), fmt(med.get('a_virsh_command'), digits=3),
                 fmt(med.get('a_virsh_parse'), digits=3), fmt(med.get('a_lv_over_a_virsh'), digits=2))
             if not holds:
-                measured += ('; (a-lv): before the module %s s, the module process %s s (of which up to its fan-out: '
-                             'imports, arguments, the libvirt connection and the stats call, %s s), after it %s s'
+                measured += ('; (a-lv): before the module %s s, the module process %s s (of which up to its first '
+                             'libvirt call: start-up, imports and arguments, %s s), after it %s s'
                              % (fmt(lv_phases.get('ansible_before_module'), digits=3), fmt(med.get('a_lv_module'), digits=3),
                                 fmt(lv_phases.get('ansiballz_imports_args'), digits=3),
                                 fmt(lv_phases.get('ansible_after_module'), digits=3)))
