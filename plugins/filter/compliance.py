@@ -32,6 +32,7 @@ import json
 import os
 import re
 import socket
+from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
 
@@ -407,6 +408,8 @@ def balloon_summary(records):
 
 #: Why a host has no fact: Ansible tells the report which hosts dropped out of the play, not why.
 UNREACHABLE_REASON = 'Ansible could not connect to it, so none of its VMs was read'
+CHECK_PENDING_REASON = ('not read: check mode, and the role would first prepare %s on it (an install), '
+                        'so none of its VMs was read; run without --check to read them')
 FAILED_REASON = 'a task failed on it before its stats were gathered (see that task in the play output), so none of its VMs was read'
 
 
@@ -421,6 +424,15 @@ _DISCOVERED = ('__balloon_stats_transport', '__balloon_stats_sockets', '__balloo
 _CONFIGURED = ('balloon_stats_transport', 'balloon_stats_socket_globs', 'balloon_stats_vms', 'balloon_stats_libvirt_uri')
 #: The keys of an explicit VM the report shows (what identifies it; nothing else of the user's input).
 _VM_KEYS = ('name', 'socket', 'host', 'port', 'domain')
+
+
+def _host_fact(hostvars_host, fact_name):
+    """A host's cacheable fact: from ``ansible_facts`` first (the fact cache, and ansible-core's
+    INJECT_FACTS_AS_VARS off, the default to come), else the variable set_fact also sets."""
+    facts = hostvars_host.get('ansible_facts') if 'ansible_facts' in hostvars_host else None
+    if isinstance(facts, Mapping) and facts.get(fact_name):
+        return facts.get(fact_name)
+    return hostvars_host.get(fact_name)
 
 
 def _hostvar(hostvars_host, key):
@@ -543,6 +555,15 @@ def _hypervisor_entry(host, facts, hostvars_host, in_play):
 
 def _hypervisor_status(host, facts, hostvars_host, in_play):
     """One hypervisor of the report: its status (ok, unreachable, failed, no_vms) and reason."""
+    pending = _hostvar(hostvars_host, '__balloon_stats_check_pending')
+    if pending and in_play:
+        # check mode, prepare would install first: the role read nothing (its read task was
+        # skipped), so a fact from the cache is an earlier run's and is not counted as the fleet's
+        reason = CHECK_PENDING_REASON % pending
+        if facts:
+            reason += '; its last stats (collected at %s, kept in the fact cache) are left out' % (facts.get('collected_at') or 'an unknown time')
+        return {'name': host, 'status': 'failed', 'reason': reason, 'vms': 0, 'failed_vms': 0, 'violations': 0,
+                'non_compliant': 0, 'unknown': 0, 'collected_at': None, 'stats_from': None}, []
     if not facts:
         # Only a module's result proves that Ansible reached the host (set_fact runs without
         # connecting): unreachable when one says so or none ran, failed when one ran or the
@@ -622,7 +643,7 @@ def _rules_table(hostvars, hosts, fact_name):
     (``pressure`` brings the pressure thresholds).
     """
     for host in hosts:
-        facts = _plain((hostvars.get(host) or {}).get(fact_name)) or {}
+        facts = _plain(_host_fact(hostvars.get(host) or {}, fact_name)) or {}
         if facts.get('rules'):
             parameters = facts.get('parameters') or {}
             table = []
@@ -654,7 +675,7 @@ def balloon_report(hostvars, hosts_all, hosts_ok=None, fact_name='balloon_stats'
     vms = []
     for host in hosts_all:
         hostvars_host = hostvars.get(host) or {}
-        facts = _plain(hostvars_host.get(fact_name))
+        facts = _plain(_host_fact(hostvars_host, fact_name))
         entry, host_vms = _hypervisor_entry(host, facts, hostvars_host, host in hosts_ok)
         hypervisors.append(entry)
         vms.extend(host_vms)

@@ -687,3 +687,30 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_quoted():
     rows = list(csv.reader(io.StringIO(compliance.balloon_report_csv(report))))
     assert rows[1][rows[0].index('vm')] == "'=HYPERLINK(\"x\",\"y\")"
     assert rows[1][rows[0].index('hypervisor')] == 'hv1'
+
+
+# ---- issue 16 trial (session 6): facts under ansible_facts, check mode with an install pending ----
+
+def test_report_reads_the_fact_from_ansible_facts_when_facts_are_not_variables():
+    """INJECT_FACTS_AS_VARS off (ansible-core's coming default), or the fact cache: only ansible_facts holds it."""
+    records = compliance.balloon_compliance([vm('a')], rules=BUILTIN, hypervisor='hv1', expected_interval=10, min_available_percent=10)
+    facts = {'vms': records, 'status': 'ok', 'rules': BUILTIN, 'collected_at': 'T1'}
+    hostvars = {'hv1': {'ansible_facts': {'balloon_stats': facts}, '__balloon_stats_info': {'changed': False, 'vms': []}}}
+    report = compliance.balloon_report(hostvars, ['hv1'], ['hv1'], provenance={'check_mode': False})
+    assert report['hypervisors'][0]['status'] == 'ok' and report['summary']['vms'] == 1
+    assert [rule['name'] for rule in report['rules']] == [rule['name'] for rule in BUILTIN]
+
+
+@pytest.mark.parametrize('cached', [False, True])
+def test_a_host_not_read_in_check_mode_is_not_counted_with_a_cached_fact(cached):
+    """check mode, prepare would install first: the read is skipped, so nothing of this run describes the host."""
+    records = compliance.balloon_compliance([vm('a')], rules=BUILTIN, hypervisor='hv1', expected_interval=10, min_available_percent=10)
+    host = {'__balloon_stats_check_pending': '/opt/qmp-balloon', '__balloon_stats_info': {'skipped': True, 'changed': False}}
+    if cached:
+        host['ansible_facts'] = {'balloon_stats': {'vms': records, 'status': 'ok', 'collected_at': '2026-11-29T10:00:00Z'}}
+    report = compliance.balloon_report({'hv1': host}, ['hv1'], ['hv1'], provenance={'check_mode': True})
+    entry = report['hypervisors'][0]
+    assert entry['status'] == 'failed' and entry['stats_from'] is None and report['summary']['vms'] == 0
+    assert entry['reason'].startswith('not read: check mode') and '/opt/qmp-balloon' in entry['reason']
+    assert ('2026-11-29T10:00:00Z' in entry['reason']) is cached
+    assert 'a task failed' not in entry['reason']
