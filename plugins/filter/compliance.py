@@ -586,8 +586,10 @@ def _hypervisor_status(host, facts, hostvars_host, in_play):
         # The fact is an earlier run's, from the fact cache: this run never read the host, so its
         # old figures are not counted as today's (a report-only play over sliced jobs is in_play).
         entry, none = _hypervisor_status(host, None, hostvars_host, in_play)
-        entry['reason'] += ('; its last stats (collected at %s, kept in the fact cache) are left out'
-                            % (facts.get('collected_at') or 'an unknown time'))
+        if facts.get('vms'):
+            # (a fact without VMs has no stats to leave out: main writes a no_vms fact, then fails the host)
+            entry['reason'] += ('; its last stats (collected at %s, kept in the fact cache) are left out'
+                                % (facts.get('collected_at') or 'an unknown time'))
         return entry, none
     host_vms = facts.get('vms') or []
     counts = balloon_summary(host_vms)

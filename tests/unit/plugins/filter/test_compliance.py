@@ -714,3 +714,11 @@ def test_a_host_not_read_in_check_mode_is_not_counted_with_a_cached_fact(cached)
     assert entry['reason'].startswith('not read: check mode') and '/opt/qmp-balloon' in entry['reason']
     assert ('2026-11-29T10:00:00Z' in entry['reason']) is cached
     assert 'a task failed' not in entry['reason']
+
+
+def test_a_failed_host_whose_fact_has_no_vms_has_no_stats_left_out():
+    """main writes a no_vms fact for a hypervisor without VMs, then fails it (balloon_stats_require_vms)."""
+    host = {'ansible_facts': {'balloon_stats': {'vms': [], 'status': 'no_vms', 'collected_at': 'T9'}},
+            '__balloon_stats_failure': 'No VM found on hv1: balloon_stats_vms is empty'}
+    entry = compliance.balloon_report({'hv1': host}, ['hv1'], [], provenance={'check_mode': False})['hypervisors'][0]
+    assert entry['status'] == 'failed' and entry['reason'] == 'No VM found on hv1: balloon_stats_vms is empty'
