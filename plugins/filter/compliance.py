@@ -553,6 +553,11 @@ def _hypervisor_entry(host, facts, hostvars_host, in_play):
     return entry, host_vms
 
 
+# The condition on which the role's read task (tasks/gather_read.yml) is skipped for a hypervisor
+# given no VM; ansible-core names the false condition in the skipped result.
+NO_VM_GIVEN_CONDITION = '__balloon_stats_run.has_vms'
+
+
 def _hypervisor_status(host, facts, hostvars_host, in_play):
     """One hypervisor of the report: its status (ok, unreachable, failed, no_vms) and reason."""
     pending = _hostvar(hostvars_host, '__balloon_stats_check_pending')
@@ -581,7 +586,11 @@ def _hypervisor_status(host, facts, hostvars_host, in_play):
         return {'name': host, 'status': status, 'reason': reason, 'vms': 0, 'failed_vms': 0, 'violations': 0,
                 'non_compliant': 0, 'unknown': 0, 'collected_at': None, 'stats_from': None}, []
     info = hostvars_host.get('__balloon_stats_info')
-    gathered_now = isinstance(info, dict) and not info.get('skipped')
+    # A read skipped because no VM was given (gather_read.yml's condition) still means the fact was
+    # written in this play (gather_fact.yml runs without a VM); a read skipped for another reason
+    # (balloon_stats_gather false, say) leaves the fact of an earlier run.
+    gathered_now = isinstance(info, dict) and (
+        not info.get('skipped') or NO_VM_GIVEN_CONDITION in str(info.get('false_condition') or ''))
     if not in_play and not gathered_now:
         # The fact is an earlier run's, from the fact cache: this run never read the host, so its
         # old figures are not counted as today's (a report-only play over sliced jobs is in_play).

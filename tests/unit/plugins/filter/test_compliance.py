@@ -487,6 +487,20 @@ def test_an_earlier_runs_cached_fact_is_not_counted_for_a_host_this_run_did_not_
     assert report['summary']['vms_compliant'] == 2
 
 
+def test_a_fact_written_without_a_vm_given_is_this_runs():
+    """A hypervisor given no VM: the read is skipped on the role's has_vms condition, but the no_vms
+    fact is this play's (gather_fact.yml runs); a read skipped for another reason keeps fact_cache."""
+    fact = {'balloon_stats': {'vms': [], 'status': 'no_vms', 'reason': 'no VM found (no socket matches )',
+                              'collected_at': '2026-11-30T10:00:00Z'}}
+    skipped = {'changed': False, 'skipped': True, 'skip_reason': 'Conditional result was False'}
+    no_vm = dict(fact, __balloon_stats_info=dict(skipped, false_condition=compliance.NO_VM_GIVEN_CONDITION))
+    [entry] = compliance.balloon_report({'hv1': no_vm}, ['hv1'], provenance={'check_mode': False})['hypervisors']
+    assert (entry['status'], entry['stats_from']) == ('no_vms', 'this_run')
+    not_gathered = dict(fact, __balloon_stats_info=dict(skipped, false_condition='balloon_stats_gather | bool'))
+    [entry] = compliance.balloon_report({'hv1': not_gathered}, ['hv1'], provenance={'check_mode': False})['hypervisors']
+    assert (entry['status'], entry['stats_from']) == ('no_vms', 'fact_cache')
+
+
 # ---- issue 14 after the trial: how each hypervisor was audited, CSV rows per hypervisor, used %, rotation ----
 
 def test_report_says_how_each_hypervisor_was_audited():
