@@ -11,17 +11,15 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.qmp.balloon.plugins.plugin_utils._data import plain
 
-try:
-    import jmespath
-    HAS_JMESPATH = True
-except ImportError:
-    HAS_JMESPATH = False
-
 
 def jmespath_query(data, expression):
-    if not HAS_JMESPATH:
+    # imported when called: ansible-core imports every filter file of the collection when a worker
+    # first resolves any of its filters (see compliance.py here)
+    try:
+        import jmespath  # pylint: disable=import-outside-toplevel
+    except ImportError:
         raise AnsibleFilterError('the qmp.balloon.jmespath filter needs the Python library jmespath on the controller '
-                                 '(pip install jmespath)')
+                                 '(pip install jmespath)') from None
     if not isinstance(expression, str) or not expression.strip():
         raise AnsibleFilterError('qmp.balloon.jmespath: the expression must be a non-empty string, got %r' % (expression,))
     try:

@@ -16,7 +16,7 @@ import yaml
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.qmp.balloon.plugins.filter import compliance
+from ansible_collections.qmp.balloon.plugins.plugin_utils import _compliance as compliance
 from ansible_collections.qmp.balloon.plugins.filter.jmespath import jmespath_query
 
 GIB = 1024 ** 3

@@ -15,7 +15,7 @@ import pytest
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.qmp.balloon.plugins.filter.openmetrics import GUEST_STATS, balloon_openmetrics
+from ansible_collections.qmp.balloon.plugins.plugin_utils._openmetrics import GUEST_STATS, balloon_openmetrics
 
 MIB = 1024 ** 2
 # one sample line: name, optional {labels}, value; no timestamp after the value

@@ -1,0 +1,55 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) qmp.balloon contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The filter files stay small: ansible-core imports every filter file of the collection in each
+task's worker that resolves one of its filters (their sources compiled again each time), so they
+import no implementation and no third-party library until a filter is called; and each filter name
+still reaches its implementation."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ansible_collections.qmp.balloon.plugins.filter import compliance, jmespath, openmetrics, role_state
+from ansible_collections.qmp.balloon.plugins.plugin_utils import _compliance, _openmetrics, _role_state
+
+HEAVY = ('ansible_collections.qmp.balloon.plugins.plugin_utils._compliance',
+         'ansible_collections.qmp.balloon.plugins.plugin_utils._openmetrics',
+         'ansible_collections.qmp.balloon.plugins.plugin_utils._role_state',
+         'jmespath', 'csv', 'hashlib', 'getpass')
+FILES = ('compliance', 'jmespath', 'openmetrics', 'role_state')
+
+
+def test_importing_every_filter_file_imports_no_implementation():
+    collections = os.path.abspath(os.path.join(os.path.dirname(compliance.__file__), '..', '..', '..', '..', '..'))
+    code = ('import json, sys\n'
+            'before = set(sys.modules)\n'
+            + ''.join('import ansible_collections.qmp.balloon.plugins.filter.%s\n' % name for name in FILES)
+            + 'print(json.dumps(sorted(set(sys.modules) - before)))\n')
+    env = dict(os.environ, PYTHONPATH=collections)
+    loaded = json.loads(subprocess.check_output([sys.executable, '-c', code], env=env, cwd=collections))
+    assert [name for name in loaded if name in HEAVY] == []
+    assert 'ansible_collections.qmp.balloon.plugins.filter.compliance' in loaded
+
+
+def test_the_filter_files_hold_no_implementation():
+    for module in (compliance, jmespath, openmetrics, role_state):
+        with open(module.__file__, encoding='utf-8') as handle:
+            assert len(handle.read()) < 4096, module.__file__
+
+
+@pytest.mark.parametrize('module, implementation', [(compliance, _compliance), (openmetrics, _openmetrics),
+                                                    (role_state, _role_state)])
+def test_each_filter_name_reaches_its_implementation(module, implementation, monkeypatch):
+    for name, function in module.FilterModule().filters().items():
+        calls = []
+        monkeypatch.setattr(implementation, name, lambda *args, **kwargs: calls.append((args, kwargs)) or 'result')
+        assert function(1, key=2) == 'result'
+        assert calls == [((1,), {'key': 2})], name
