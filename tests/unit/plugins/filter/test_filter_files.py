@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 
+import ansible
 import pytest
 
 from ansible_collections.qmp.balloon.plugins.filter import compliance, jmespath, openmetrics, role_state
@@ -33,7 +34,9 @@ def test_importing_every_filter_file_imports_no_implementation():
             'before = set(sys.modules)\n'
             + ''.join('import ansible_collections.qmp.balloon.plugins.filter.%s\n' % name for name in FILES)
             + 'print(json.dumps(sorted(set(sys.modules) - before)))\n')
-    env = dict(os.environ, PYTHONPATH=collections)
+    # the collection and ansible-core (ansible-test puts ansible-core on the path its own way)
+    path = [collections, os.path.dirname(os.path.dirname(ansible.__file__))] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(path))
     loaded = json.loads(subprocess.check_output([sys.executable, '-c', code], env=env, cwd=collections))
     assert [name for name in loaded if name in HEAVY] == []
     assert 'ansible_collections.qmp.balloon.plugins.filter.compliance' in loaded
