@@ -57,7 +57,7 @@ def threshold_problems(values):
         problems.append('balloon_stats_pressure_headroom_high (%s) must not be above balloon_stats_pressure_headroom_moderate '
                         '(%s): high pressure is the lower headroom' % (_text(high), _text(moderate)))
     for name in COUNTS:
-        if _float(values.get(name)) < 0:
+        if not _float(values.get(name)) >= 0:   # also NaN
             problems.append('%s must be 0 or more, got %s' % (name, _text(values.get(name))))
     period = values.get('balloon_stats_export_period')
     if period is not None and period != '' and not (re.match(r'^[0-9]+$', _text(period)) and int(_text(period)) > 0):
@@ -83,8 +83,12 @@ def balloon_role_checks(values):
     globs = values.get('socket_globs') or []
     selection = []
     if any(not re.match('^/', str(pattern)) for pattern in globs):
-        selection.append('balloon_stats_socket_globs must be absolute paths or shell patterns '
+        selection.append('balloon_stats_socket_globs must be absolute paths or absolute shell patterns '
                          '(like /var/run/qemu-server/*.qmp), got %s' % _text(globs))
+    for index, vm in enumerate(values.get('vms') or []):
+        socket = vm.get('socket') if isinstance(vm, dict) else None
+        if socket is not None and not str(socket).startswith('/'):
+            selection.append('balloon_stats_vms[%d].socket must be an absolute path, got %s' % (index, _text(socket)))
     if values.get('transport') == 'libvirt' and _qmp_asked(globs, values.get('vms') or []):
         selection.append(LIBVIRT_CONFLICT % values.get('hostname'))
     return {'thresholds': thresholds, 'selection': selection}

@@ -50,6 +50,13 @@ def test_each_threshold_problem_has_its_sentence(changes, problem):
     assert checks(**changes)['thresholds'] == [problem]
 
 
+@pytest.mark.parametrize('name', ['balloon_stats_pressure_major_faults', 'balloon_stats_pressure_swap_bytes',
+                                  'balloon_stats_min_available_percent'])
+def test_not_a_number_is_refused(name):
+    [problem] = checks(**{name: float('nan')})['thresholds']
+    assert problem.startswith(name + ' must be') and problem.endswith('got nan')
+
+
 @pytest.mark.parametrize('period', [None, '', 300, '300'])
 def test_an_export_period_of_seconds_or_none_is_fine(period):
     assert checks(balloon_stats_export_period=period)['thresholds'] == []
@@ -64,7 +71,7 @@ def test_every_threshold_problem_is_listed_and_none_once_validated():
 
 def test_selection_problems():
     assert checks(socket_globs=['run/vms/*.qmp'])['selection'] == [
-        "balloon_stats_socket_globs must be absolute paths or shell patterns (like /var/run/qemu-server/*.qmp), "
+        "balloon_stats_socket_globs must be absolute paths or absolute shell patterns (like /var/run/qemu-server/*.qmp), "
         "got ['run/vms/*.qmp']"]
     conflict = ('hv1 uses transport libvirt: balloon_stats_vms entries need a domain (name or UUID) and '
                 'balloon_stats_socket_globs must be empty; set balloon_stats_transport: qmp to use QMP sockets')
@@ -73,6 +80,10 @@ def test_selection_problems():
     assert checks(transport='libvirt', socket_globs=[], vms=[{'domain': 'web1'}])['selection'] == []
     # auto never conflicts: it is qmp when anything asks for QMP
     assert checks(transport='auto', vms=[{'socket': '/run/a.qmp'}])['selection'] == []
+    # a relative socket is refused before prepare runs (the module would refuse it after)
+    assert checks(vms=[{'socket': '/run/a.qmp'}, {'socket': 'vms/b.qmp', 'name': 'b'}])['selection'] == [
+        'balloon_stats_vms[1].socket must be an absolute path, got vms/b.qmp']
+    assert checks(vms=[{'host': '127.0.0.1', 'port': 4444}, {'domain': 'web1'}])['selection'] == []
 
 
 def run(**changes):
