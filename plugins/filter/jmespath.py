@@ -14,7 +14,7 @@ from ansible_collections.qmp.balloon.plugins.plugin_utils._data import plain
 
 def jmespath_query(data, expression):
     # imported when called: ansible-core imports every filter file of the collection when a worker
-    # first resolves any of its filters (see compliance.py here)
+    # first resolves any of its filters (plugins/plugin_utils/_lazy.py)
     try:
         import jmespath  # pylint: disable=import-outside-toplevel
     except ImportError:

@@ -4,20 +4,15 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 
 """Prometheus export filter of qmp.balloon (controller side); documented by balloon_openmetrics.yml,
-implemented in plugins/plugin_utils/_openmetrics.py (imported when called: see compliance.py here
-for why the filter files stay small)."""
+implemented in plugins/plugin_utils/_openmetrics.py and imported when called
+(plugins/plugin_utils/_lazy.py says why)."""
 
 from __future__ import annotations
 
-
-def balloon_openmetrics(*args, **kwargs):
-    from ansible_collections.qmp.balloon.plugins.plugin_utils import _openmetrics  # pylint: disable=import-outside-toplevel
-    return _openmetrics.balloon_openmetrics(*args, **kwargs)
+from ansible_collections.qmp.balloon.plugins.plugin_utils._lazy import lazy_filters
 
 
 class FilterModule(object):
 
     def filters(self):
-        return {
-            'balloon_openmetrics': balloon_openmetrics,
-        }
+        return lazy_filters('ansible_collections.qmp.balloon.plugins.plugin_utils._openmetrics', ('balloon_openmetrics',))

@@ -5,30 +5,17 @@
 
 """The role balloon_stats's input checks and VM selection (controller side); documented by
 balloon_role_checks.yml and balloon_role_run.yml, implemented in
-plugins/plugin_utils/_role_state.py (imported when called: see compliance.py here for why the
-filter files stay small)."""
+plugins/plugin_utils/_role_state.py and imported when called (plugins/plugin_utils/_lazy.py says
+why)."""
 
 from __future__ import annotations
 
-
-def _impl():
-    from ansible_collections.qmp.balloon.plugins.plugin_utils import _role_state  # pylint: disable=import-outside-toplevel
-    return _role_state
-
-
-def balloon_role_checks(*args, **kwargs):
-    return _impl().balloon_role_checks(*args, **kwargs)
-
-
-def balloon_role_run(*args, **kwargs):
-    return _impl().balloon_role_run(*args, **kwargs)
+from ansible_collections.qmp.balloon.plugins.plugin_utils._lazy import lazy_filters
 
 
 class FilterModule(object):
     """The role's input checks and VM selection."""
 
     def filters(self):
-        return {
-            'balloon_role_checks': balloon_role_checks,
-            'balloon_role_run': balloon_role_run,
-        }
+        return lazy_filters('ansible_collections.qmp.balloon.plugins.plugin_utils._role_state',
+                            ('balloon_role_checks', 'balloon_role_run'))
