@@ -4,17 +4,21 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 
 """Compliance and report filters of qmp.balloon (controller side); documented by their sidecar
-YAML files, implemented in plugins/plugin_utils/_compliance.py and imported when called
-(plugins/plugin_utils/_lazy.py says why)."""
+YAML files, implemented in plugins/plugin_utils/ (_records.py, _pressure.py, _report.py and
+_report_files.py) and imported when called (plugins/plugin_utils/_lazy.py says why)."""
 
 from __future__ import annotations
 
 from ansible_collections.qmp.balloon.plugins.plugin_utils._lazy import lazy_filters
 
+_PLUGIN_UTILS = 'ansible_collections.qmp.balloon.plugins.plugin_utils.'
+
 
 class FilterModule(object):
 
     def filters(self):
-        return lazy_filters('ansible_collections.qmp.balloon.plugins.plugin_utils._compliance',
-                            ('balloon_compliance', 'balloon_rates', 'balloon_report', 'balloon_summary',
-                             'balloon_report_csv', 'balloon_report_rotation'))
+        filters = lazy_filters(_PLUGIN_UTILS + '_records', ('balloon_compliance', 'balloon_summary'))
+        filters.update(lazy_filters(_PLUGIN_UTILS + '_pressure', ('balloon_rates',)))
+        filters.update(lazy_filters(_PLUGIN_UTILS + '_report', ('balloon_report',)))
+        filters.update(lazy_filters(_PLUGIN_UTILS + '_report_files', ('balloon_report_csv', 'balloon_report_rotation')))
+        return filters

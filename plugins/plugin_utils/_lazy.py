@@ -20,7 +20,8 @@ import importlib
 
 def lazy_filters(module, names):
     """``{name: function}`` for a FilterModule: each function calls ``module``'s function of that
-    name, importing ``module`` (a dotted name) at the first call."""
+    name, importing ``module`` (a dotted name) at the first call. A filter file whose filters live in
+    several modules calls it once per module and merges the dicts."""
     def wrapper(name):
         def call(*args, **kwargs):
             return getattr(importlib.import_module(module), name)(*args, **kwargs)

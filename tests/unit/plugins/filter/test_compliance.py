@@ -16,7 +16,7 @@ import yaml
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.qmp.balloon.plugins.plugin_utils import _compliance as compliance
+from ansible_collections.qmp.balloon.plugins.plugin_utils import _pressure, _records, _report, _report_files, _rules
 from ansible_collections.qmp.balloon.plugins.filter.jmespath import jmespath_query
 
 GIB = 1024 ** 3
@@ -75,14 +75,14 @@ CASES = [
 
 @pytest.mark.parametrize('entry, failing, state, unknown', CASES, ids=[case[0]['name'] for case in CASES])
 def test_builtin_rules(entry, failing, state, unknown):
-    records = compliance.balloon_compliance([entry], rules=BUILTIN, hypervisor='hv1', expected_interval=10, min_available_percent=10)
+    records = _records.balloon_compliance([entry], rules=BUILTIN, hypervisor='hv1', expected_interval=10, min_available_percent=10)
     record = records[0]
     result = record['compliance']
     assert sorted(v['rule'] for v in result['violations']) == sorted(failing)
     assert result['state'] == state
     assert result['compliant'] is (state == 'compliant')
     assert sorted(result['unknown']) == sorted(unknown)
-    assert set(result['rules'].values()) <= set(compliance.RULE_RESULTS)
+    assert set(result['rules'].values()) <= set(_rules.RULE_RESULTS)
     assert sorted(name for name, value in result['rules'].items() if value == 'fail') == sorted(failing)
     assert sorted(name for name, value in result['rules'].items() if value == 'unknown') == sorted(unknown)
     assert record['hypervisor'] == 'hv1'
@@ -98,19 +98,19 @@ INTERVAL_CASES = [
 @pytest.mark.parametrize('rule, interval, expected', INTERVAL_CASES)
 def test_interval_rule(rule, interval, expected):
     entry = vm('v', polling_interval=interval, health='ok' if interval else 'polling_disabled')
-    [record] = compliance.balloon_compliance([entry], rules=BUILTIN, expected_interval=10, min_available_percent=10,
-                                             interval_rule=rule)
+    [record] = _records.balloon_compliance([entry], rules=BUILTIN, expected_interval=10, min_available_percent=10,
+                                           interval_rule=rule)
     assert record['interval_rule'] == rule
     assert record['compliance']['rules']['polling_interval'] == expected
 
 
 def test_interval_rule_is_checked():
     with pytest.raises(AnsibleFilterError, match="interval_rule must be one of at_most, exact, got 'sometimes'"):
-        compliance.balloon_compliance([vm('a')], rules=BUILTIN, interval_rule='sometimes')
+        _records.balloon_compliance([vm('a')], rules=BUILTIN, interval_rule='sometimes')
 
 
 def test_unreachable_vm_only_evaluates_always_rules():
-    record = compliance.balloon_compliance([failed_vm('dead')], rules=BUILTIN, expected_interval=10, min_available_percent=10)[0]
+    record = _records.balloon_compliance([failed_vm('dead')], rules=BUILTIN, expected_interval=10, min_available_percent=10)[0]
     assert record['reachable'] is False
     assert record['error'].startswith('dead (unix:/run/dead.qmp)')
     assert record['compliance']['rules'] == {'reachable': 'fail', 'polling_interval': 'unknown', 'driver_reporting': 'unknown',
@@ -125,7 +125,7 @@ def test_user_rule_flags_exactly_the_matching_vms():
            vm('b', stats={'total_memory': 2 * GIB, 'free_memory': GIB, 'available_memory': GIB}),
            vm('c', stats={'total_memory': 1 * GIB, 'free_memory': GIB // 2, 'available_memory': GIB // 2})]
     rule = {'name': 'big_enough', 'query': 'stats.total_memory >= `2147483648`', 'severity': 'critical'}
-    records = compliance.balloon_compliance(vms, rules=[rule])
+    records = _records.balloon_compliance(vms, rules=[rule])
     assert [r['name'] for r in records if not r['compliance']['compliant']] == ['c']
     assert [r['compliance']['state'] for r in records] == ['compliant', 'compliant', 'non_compliant']
     expected = {'rule': 'big_enough', 'severity': 'critical', 'description': 'big_enough', 'hypervisor': None, 'vm': 'c'}
@@ -143,14 +143,14 @@ def test_user_rule_flags_exactly_the_matching_vms():
 ])
 def test_bad_rules_are_refused(rules, message):
     with pytest.raises(AnsibleFilterError, match=message):
-        compliance.balloon_compliance([vm('a')], rules=rules)
+        _records.balloon_compliance([vm('a')], rules=rules)
 
 
 def test_report_lists_every_host_and_counts():
-    hv1 = compliance.balloon_compliance([vm('a'), vm('b', polling_interval=0, health='polling_disabled')], rules=BUILTIN,
-                                        hypervisor='hv1', expected_interval=10, min_available_percent=10)
-    hv2 = compliance.balloon_compliance([failed_vm('c'), vm('d', stats={'total_memory': GIB})], rules=BUILTIN,
-                                        hypervisor='hv2', expected_interval=10, min_available_percent=10)
+    hv1 = _records.balloon_compliance([vm('a'), vm('b', polling_interval=0, health='polling_disabled')], rules=BUILTIN,
+                                      hypervisor='hv1', expected_interval=10, min_available_percent=10)
+    hv2 = _records.balloon_compliance([failed_vm('c'), vm('d', stats={'total_memory': GIB})], rules=BUILTIN,
+                                      hypervisor='hv2', expected_interval=10, min_available_percent=10)
     hostvars = {'hv1': {'balloon_stats': {'vms': hv1, 'collected_at': 'T1', 'status': 'ok'}},
                 'hv2': {'balloon_stats': {'vms': hv2, 'collected_at': 'T2', 'status': 'ok'}},
                 'hv3': {},
@@ -158,13 +158,13 @@ def test_report_lists_every_host_and_counts():
                 'hv5': {'__balloon_stats_discovered': {}, '__balloon_stats_failure': 'No VM found on hv5: ... (balloon_stats_require_vms is true)'},
                 'hv6': {'balloon_stats': {'vms': [], 'status': 'failed',
                                           'reason': 'sockets[0]: /run/typo/*.qmp matches nothing: the directory /run/typo does not exist on this host'}}}
-    report = compliance.balloon_report(hostvars, ['hv1', 'hv2', 'hv3', 'hv4', 'hv5', 'hv6'], ['hv1', 'hv2', 'hv4', 'hv6'])
+    report = _report.balloon_report(hostvars, ['hv1', 'hv2', 'hv3', 'hv4', 'hv5', 'hv6'], ['hv1', 'hv2', 'hv4', 'hv6'])
     assert report['schema_version'] == 2
     statuses = dict((h['name'], h['status']) for h in report['hypervisors'])
     assert statuses == {'hv1': 'ok', 'hv2': 'ok', 'hv3': 'unreachable', 'hv4': 'no_vms', 'hv5': 'failed', 'hv6': 'failed'}
     reasons = dict((h['name'], h['reason']) for h in report['hypervisors'])
     assert reasons['hv1'] is None
-    assert reasons['hv3'] == compliance.UNREACHABLE_REASON
+    assert reasons['hv3'] == _report.UNREACHABLE_REASON
     assert reasons['hv5'].endswith('(balloon_stats_require_vms is true)')
     assert 'does not exist' in reasons['hv6']
     summary = report['summary']
@@ -186,26 +186,26 @@ def test_report_lists_every_host_and_counts():
 
 
 def test_summary_counts_one_hosts_records_like_the_report():
-    records = compliance.balloon_compliance([vm('a'), vm('b', polling_interval=0, health='polling_disabled'), failed_vm('c')], rules=BUILTIN,
-                                            hypervisor='hv1', expected_interval=10, min_available_percent=10)
-    assert compliance.balloon_summary(records) == {
+    records = _records.balloon_compliance([vm('a'), vm('b', polling_interval=0, health='polling_disabled'), failed_vm('c')], rules=BUILTIN,
+                                          hypervisor='hv1', expected_interval=10, min_available_percent=10)
+    assert _records.balloon_summary(records) == {
         'vms': 3, 'unreachable': 1, 'compliant': 1, 'non_compliant': 2, 'unknown': 0, 'violations': 3, 'unknown_results': 5,
         'by_pressure': {'high': 0, 'moderate': 0, 'none': 2, 'unknown': 1}}
-    assert compliance.balloon_summary([])['vms'] == 0
-    report = compliance.balloon_report({'hv1': {'balloon_stats': {'vms': records}}}, ['hv1'])
+    assert _records.balloon_summary([])['vms'] == 0
+    report = _report.balloon_report({'hv1': {'balloon_stats': {'vms': records}}}, ['hv1'])
     [hypervisor] = report['hypervisors']
     assert (hypervisor['vms'], hypervisor['failed_vms'], hypervisor['violations'], hypervisor['non_compliant']) == (3, 1, 3, 2)
-    assert report['severities'] == ['critical', 'warning', 'info'] == list(compliance.SEVERITIES)
+    assert report['severities'] == ['critical', 'warning', 'info'] == list(_rules.SEVERITIES)
     assert list(report['summary']['by_severity']) == report['severities']
 
 
 def test_csv_has_one_row_per_vm_and_escapes():
-    records = compliance.balloon_compliance([vm('a'), vm('b,"quoted"'), failed_vm('c')], rules=BUILTIN,
-                                            hypervisor='hv1', expected_interval=10, min_available_percent=10)
-    report = compliance.balloon_report({'hv1': {'balloon_stats': {'vms': records}}}, ['hv1'])
-    rows = list(csv.DictReader(io.StringIO(compliance.balloon_report_csv(report))))
+    records = _records.balloon_compliance([vm('a'), vm('b,"quoted"'), failed_vm('c')], rules=BUILTIN,
+                                          hypervisor='hv1', expected_interval=10, min_available_percent=10)
+    report = _report.balloon_report({'hv1': {'balloon_stats': {'vms': records}}}, ['hv1'])
+    rows = list(csv.DictReader(io.StringIO(_report_files.balloon_report_csv(report))))
     assert [row['vm'] for row in rows] == ['a', 'b,"quoted"', 'c']
-    assert list(rows[0].keys()) == list(compliance.CSV_COLUMNS + compliance.CSV_COLUMNS_STATES + compliance.CSV_COLUMNS_AUDIT)
+    assert list(rows[0].keys()) == list(_report_files.CSV_COLUMNS + _report_files.CSV_COLUMNS_STATES + _report_files.CSV_COLUMNS_AUDIT)
     assert rows[0]['total_memory'] == str(4 * GIB)
     # booleans as true/false, not Python's True/False
     assert rows[0]['compliant'] == 'true'
@@ -258,7 +258,7 @@ RATE_CASES = [
 
 @pytest.mark.parametrize('name, current, previous, expected', RATE_CASES, ids=[case[0] for case in RATE_CASES])
 def test_rates(name, current, previous, expected):
-    result = compliance.balloon_rates(current, previous)
+    result = _pressure.balloon_rates(current, previous)
     assert set(result) == {'swap_in', 'swap_out', 'major_faults', 'minor_faults', 'oom_kills', 'alloc_stalls', 'interval', 'reset'}
     assert dict((key, result[key]) for key in expected) == expected
     assert all(value is None or value >= 0 for key, value in result.items() if key != 'reset')
@@ -266,14 +266,14 @@ def test_rates(name, current, previous, expected):
 
 def test_rates_refuse_what_is_not_a_sample():
     with pytest.raises(AnsibleFilterError, match='balloon_rates expects current to be a dict'):
-        compliance.balloon_rates([1], None)
+        _pressure.balloon_rates([1], None)
 
 
 def test_role_rates_come_from_the_previous_gather_by_endpoint():
-    before = compliance.balloon_compliance([vm('a', last_update=1000, stats=dict(CLASSIC)),
-                                            vm('b', last_update=1000, stats=dict(CLASSIC))], rules=BUILTIN, expected_interval=10)
-    after = compliance.balloon_compliance([vm('b', last_update=1010, stats=dict(LATER)), vm('c', last_update=1010, stats=dict(LATER))],
-                                          rules=BUILTIN, expected_interval=10, previous=before)
+    before = _records.balloon_compliance([vm('a', last_update=1000, stats=dict(CLASSIC)),
+                                          vm('b', last_update=1000, stats=dict(CLASSIC))], rules=BUILTIN, expected_interval=10)
+    after = _records.balloon_compliance([vm('b', last_update=1010, stats=dict(LATER)), vm('c', last_update=1010, stats=dict(LATER))],
+                                        rules=BUILTIN, expected_interval=10, previous=before)
     assert after[0]['rates']['major_faults'] == 10.0
     assert after[1]['rates']['interval'] is None      # c is new: no previous sample
 
@@ -301,7 +301,7 @@ PRESSURE_CASES = [
 
 @pytest.mark.parametrize('name, headroom, rates, thresholds, verdict, word', PRESSURE_CASES, ids=[case[0] for case in PRESSURE_CASES])
 def test_pressure(name, headroom, rates, thresholds, verdict, word):
-    result = compliance.pressure(headroom, rates, thresholds)
+    result = _pressure.pressure(headroom, rates, thresholds)
     assert result['verdict'] == verdict
     assert result['headroom_percent'] == headroom
     if word:
@@ -318,8 +318,8 @@ def test_memory_pressure_rule(verdict, state, severity):
     previous = [vm('v', last_update=990, stats=dict(CLASSIC, major_faults=0))]
     thresholds = {'headroom_moderate': 10, 'headroom_high': 5}
     rules = [rule for rule in BUILTIN if rule['name'] == 'memory_pressure']
-    [record] = compliance.balloon_compliance([vm('v', last_update=1000, stats=stats)], rules=rules, previous=previous,
-                                             pressure_thresholds=thresholds)
+    [record] = _records.balloon_compliance([vm('v', last_update=1000, stats=stats)], rules=rules, previous=previous,
+                                           pressure_thresholds=thresholds)
     assert record['pressure']['verdict'] == verdict
     assert record['compliance']['state'] == state
     assert [v['severity'] for v in record['compliance']['violations']] == ([severity] if severity else [])
@@ -327,22 +327,22 @@ def test_memory_pressure_rule(verdict, state, severity):
 
 def test_pressure_thresholds_are_checked():
     with pytest.raises(AnsibleFilterError, match='pressure_thresholds must be a dict with keys among'):
-        compliance.balloon_compliance([vm('a')], rules=BUILTIN, pressure_thresholds={'headroom': 3})
+        _records.balloon_compliance([vm('a')], rules=BUILTIN, pressure_thresholds={'headroom': 3})
 
 
 # ---- the report: rules table, provenance, since last run, findings ----
 
-def _report(vms, previous=None, hosts=('hv1',), hosts_ok=None):
-    records = compliance.balloon_compliance(vms, rules=BUILTIN, hypervisor='hv1', expected_interval=10, min_available_percent=10)
+def _fleet_report(vms, previous=None, hosts=('hv1',), hosts_ok=None):
+    records = _records.balloon_compliance(vms, rules=BUILTIN, hypervisor='hv1', expected_interval=10, min_available_percent=10)
     facts = {'vms': records, 'status': 'ok', 'rules': BUILTIN,
              'parameters': {'expected_interval': 10, 'interval_rule': 'at_most', 'min_available_percent': 10.0,
-                            'pressure': dict(compliance.DEFAULT_PRESSURE)}}
-    return compliance.balloon_report({'hv1': {'balloon_stats': facts}}, list(hosts), hosts_ok, provenance={'check_mode': False},
-                                     previous=previous)
+                            'pressure': dict(_pressure.DEFAULT_PRESSURE)}}
+    return _report.balloon_report({'hv1': {'balloon_stats': facts}}, list(hosts), hosts_ok, provenance={'check_mode': False},
+                                  previous=previous)
 
 
 def test_report_rules_table_and_provenance():
-    report = _report([vm('a')])
+    report = _fleet_report([vm('a')])
     assert [rule['name'] for rule in report['rules']] == [rule['name'] for rule in BUILTIN]
     table = dict((rule['name'], rule) for rule in report['rules'])
     assert table['min_available_memory']['thresholds'] == {'min_available_percent': 10.0}
@@ -359,15 +359,15 @@ def test_report_rules_table_and_provenance():
 
 
 def test_since_last_run_and_findings_ignore_values():
-    first = _report([vm('a'), vm('b'), vm('gone')])
+    first = _fleet_report([vm('a'), vm('b'), vm('gone')])
     assert first['since_last_run']['previous'] is None
     assert first['since_last_run']['changed'] is True
     # same fleet, other stats values, ages and times: nothing changed
-    same = _report([vm('a', age=7, stats={'total_memory': 4 * GIB, 'free_memory': GIB // 2, 'available_memory': 3 * GIB}),
-                    vm('b', last_update=1700000100), vm('gone')], previous=first)
+    same = _fleet_report([vm('a', age=7, stats={'total_memory': 4 * GIB, 'free_memory': GIB // 2, 'available_memory': 3 * GIB}),
+                          vm('b', last_update=1700000100), vm('gone')], previous=first)
     assert same['since_last_run']['changed'] is False
     assert same['findings'] == first['findings']
-    later = _report([vm('a', polling_interval=0, health='polling_disabled'), vm('b'), vm('new')], previous=same)
+    later = _fleet_report([vm('a', polling_interval=0, health='polling_disabled'), vm('b'), vm('new')], previous=same)
     since = later['since_last_run']
     assert since['changed'] is True
     assert since['previous'] == same['generated_at']
@@ -375,16 +375,16 @@ def test_since_last_run_and_findings_ignore_values():
     assert since['vms_disappeared'] == ['hv1/gone']
     assert since['new_violations'] == [{'vm': 'hv1/a', 'rule': 'data_fresh'}, {'vm': 'hv1/a', 'rule': 'polling_interval'}]
     assert since['state_changes'] == [{'vm': 'hv1/a', 'before': 'compliant', 'after': 'non_compliant'}]
-    back = _report([vm('a'), vm('b'), vm('new')], previous=later)
+    back = _fleet_report([vm('a'), vm('b'), vm('new')], previous=later)
     assert back['since_last_run']['resolved_violations'] == [{'vm': 'hv1/a', 'rule': 'data_fresh'},
                                                              {'vm': 'hv1/a', 'rule': 'polling_interval'}]
 
 
 def test_a_hypervisor_that_drops_out_is_a_finding():
-    first = _report([vm('a')], hosts=('hv1', 'hv2'))
-    second = _report([vm('a')], hosts=('hv1', 'hv2'), previous=first)
+    first = _fleet_report([vm('a')], hosts=('hv1', 'hv2'))
+    second = _fleet_report([vm('a')], hosts=('hv1', 'hv2'), previous=first)
     assert second['since_last_run']['changed'] is False
-    third = _report([vm('a')], hosts=('hv1',), previous=second)
+    third = _fleet_report([vm('a')], hosts=('hv1',), previous=second)
     assert third['since_last_run']['hypervisor_changes'] == []
     assert third['since_last_run']['changed'] is True      # hv2 left the report
 
@@ -394,10 +394,10 @@ def _two_hosts_report(hosts, previous=None):
     facts = {}
     for host, vms in (('hv1', [vm('a'), vm('b', polling_interval=0, health='polling_disabled')]),
                       ('hv2', [vm('c', polling_interval=0, health='polling_disabled')])):
-        records = compliance.balloon_compliance(vms, rules=BUILTIN, hypervisor=host, expected_interval=10,
-                                                min_available_percent=10)
+        records = _records.balloon_compliance(vms, rules=BUILTIN, hypervisor=host, expected_interval=10,
+                                              min_available_percent=10)
         facts[host] = {'balloon_stats': {'vms': records, 'status': 'ok', 'rules': BUILTIN}}
-    return compliance.balloon_report(facts, list(hosts), provenance={'check_mode': False}, previous=previous)
+    return _report.balloon_report(facts, list(hosts), provenance={'check_mode': False}, previous=previous)
 
 
 def test_a_limited_run_compares_only_the_hypervisors_both_runs_audited():
@@ -421,7 +421,7 @@ def test_a_limited_run_compares_only_the_hypervisors_both_runs_audited():
     ({'__balloon_stats_failure': 'No VM found on hv2'}, 'failed'),
 ])
 def test_a_host_without_facts_is_unreachable_unless_a_module_reached_it(hostvars_host, status):
-    report = compliance.balloon_report({'hv2': hostvars_host}, ['hv2'], [], provenance={'check_mode': False})
+    report = _report.balloon_report({'hv2': hostvars_host}, ['hv2'], [], provenance={'check_mode': False})
     assert report['hypervisors'][0]['status'] == status
 
 
@@ -441,9 +441,9 @@ def test_jmespath_filter_bad_expression(expression):
 
 
 def test_report_keeps_the_data_of_a_host_that_failed_after_gathering():
-    records = compliance.balloon_compliance([vm('a')], rules=BUILTIN, hypervisor='hv1', expected_interval=10, min_available_percent=10)
+    records = _records.balloon_compliance([vm('a')], rules=BUILTIN, hypervisor='hv1', expected_interval=10, min_available_percent=10)
     gathered = {'balloon_stats': {'vms': records}, '__balloon_stats_info': {'changed': False, 'vms': []}}
-    report = compliance.balloon_report({'hv1': gathered, 'hv2': {}}, ['hv1', 'hv2'], [])
+    report = _report.balloon_report({'hv1': gathered, 'hv2': {}}, ['hv1', 'hv2'], [])
     statuses = dict((h['name'], h['status']) for h in report['hypervisors'])
     assert statuses == {'hv1': 'failed', 'hv2': 'unreachable'}
     assert report['hypervisors'][0]['stats_from'] == 'this_run'
@@ -457,31 +457,31 @@ def test_records_keep_the_diagnosis_and_the_csv_its_advice():
     """What to do about a VM (issue 13) reaches the fact, the JSON and the CSV, not only the module's result."""
     sick = vm('sick', health='driver_not_loaded', driver={'loaded': False, 'stats_negotiated': False},
               advice='the guest has no virtio-balloon driver loaded: load it', qemu_version='7.2.22')
-    [record] = compliance.balloon_compliance([sick], rules=BUILTIN, hypervisor='hv1', expected_interval=10,
-                                             min_available_percent=10)
+    [record] = _records.balloon_compliance([sick], rules=BUILTIN, hypervisor='hv1', expected_interval=10,
+                                           min_available_percent=10)
     assert record['advice'].startswith('the guest has no virtio-balloon driver loaded')
     assert record['driver'] == {'loaded': False, 'stats_negotiated': False} and record['qemu_version'] == '7.2.22'
-    report = compliance.balloon_report({'hv1': {'balloon_stats': {'vms': [record]}}}, ['hv1'])
-    [row] = list(csv.DictReader(io.StringIO(compliance.balloon_report_csv(report))))
+    report = _report.balloon_report({'hv1': {'balloon_stats': {'vms': [record]}}}, ['hv1'])
+    [row] = list(csv.DictReader(io.StringIO(_report_files.balloon_report_csv(report))))
     assert row['advice'] == record['advice']
 
 
 def test_an_earlier_runs_cached_fact_is_not_counted_for_a_host_this_run_did_not_reach():
     """With a fact cache, an unreachable hypervisor still has its last balloon_stats fact: it must read
     unreachable with the old data left out, not "failed after gathering" with old VMs counted as today's."""
-    records = compliance.balloon_compliance([vm('a'), vm('b')], rules=BUILTIN, hypervisor='hv1', expected_interval=10,
-                                            min_available_percent=10)
+    records = _records.balloon_compliance([vm('a'), vm('b')], rules=BUILTIN, hypervisor='hv1', expected_interval=10,
+                                          min_available_percent=10)
     cached = {'balloon_stats': {'vms': records, 'status': 'ok', 'collected_at': '2026-11-29T10:00:00Z'}}
     unreachable = dict(cached, __balloon_stats_probe={'unreachable': True, 'msg': 'ssh: connect to host 127.0.0.9 port 1'})
-    report = compliance.balloon_report({'hv1': unreachable}, ['hv1'], [], provenance={'check_mode': False})
+    report = _report.balloon_report({'hv1': unreachable}, ['hv1'], [], provenance={'check_mode': False})
     [entry] = report['hypervisors']
     assert entry['status'] == 'unreachable' and entry['vms'] == 0 and entry['stats_from'] is None
-    assert entry['reason'].startswith(compliance.UNREACHABLE_REASON)
+    assert entry['reason'].startswith(_report.UNREACHABLE_REASON)
     assert '2026-11-29T10:00:00Z' in entry['reason'] and 'left out' in entry['reason']
     assert report['vms'] == [] and report['summary']['vms_compliant'] == 0
     assert entry['audit']['source'] != 'gather'    # the left-out fact does not describe this run either
     # the same cached fact on a host still in the play (a report-only play after sliced jobs) is used, and marked
-    report = compliance.balloon_report({'hv1': cached}, ['hv1'], provenance={'check_mode': False})
+    report = _report.balloon_report({'hv1': cached}, ['hv1'], provenance={'check_mode': False})
     [entry] = report['hypervisors']
     assert (entry['status'], entry['stats_from'], entry['collected_at']) == ('ok', 'fact_cache', '2026-11-29T10:00:00Z')
     assert report['summary']['vms_compliant'] == 2
@@ -493,21 +493,21 @@ def test_a_fact_written_without_a_vm_given_is_this_runs():
     fact = {'balloon_stats': {'vms': [], 'status': 'no_vms', 'reason': 'no VM found (no socket matches )',
                               'collected_at': '2026-11-30T10:00:00Z'}}
     skipped = {'changed': False, 'skipped': True, 'skip_reason': 'Conditional result was False'}
-    no_vm = dict(fact, __balloon_stats_info=dict(skipped, false_condition=compliance.NO_VM_GIVEN_CONDITION))
-    [entry] = compliance.balloon_report({'hv1': no_vm}, ['hv1'], provenance={'check_mode': False})['hypervisors']
+    no_vm = dict(fact, __balloon_stats_info=dict(skipped, false_condition=_report.NO_VM_GIVEN_CONDITION))
+    [entry] = _report.balloon_report({'hv1': no_vm}, ['hv1'], provenance={'check_mode': False})['hypervisors']
     assert (entry['status'], entry['stats_from']) == ('no_vms', 'this_run')
     not_gathered = dict(fact, __balloon_stats_info=dict(skipped, false_condition='balloon_stats_gather | bool'))
-    [entry] = compliance.balloon_report({'hv1': not_gathered}, ['hv1'], provenance={'check_mode': False})['hypervisors']
+    [entry] = _report.balloon_report({'hv1': not_gathered}, ['hv1'], provenance={'check_mode': False})['hypervisors']
     assert (entry['status'], entry['stats_from']) == ('no_vms', 'fact_cache')
 
 
 # ---- issue 14 after the trial: how each hypervisor was audited, CSV rows per hypervisor, used %, rotation ----
 
 def test_report_says_how_each_hypervisor_was_audited():
-    records = compliance.balloon_compliance([vm('a'), failed_vm('b')], rules=BUILTIN, hypervisor='hv1', expected_interval=10,
-                                            min_available_percent=10)
-    libvirt = compliance.balloon_compliance([vm('d')], rules=BUILTIN, hypervisor='hv2', expected_interval=10,
-                                            min_available_percent=10)
+    records = _records.balloon_compliance([vm('a'), failed_vm('b')], rules=BUILTIN, hypervisor='hv1', expected_interval=10,
+                                          min_available_percent=10)
+    libvirt = _records.balloon_compliance([vm('d')], rules=BUILTIN, hypervisor='hv2', expected_interval=10,
+                                          min_available_percent=10)
     hostvars = {
         'hv1': {'balloon_stats': {
             'vms': records, 'status': 'failed', 'reason': 'sockets[1]: ...',
@@ -527,7 +527,7 @@ def test_report_says_how_each_hypervisor_was_audited():
                 'balloon_stats_libvirt_uri': 'qemu+ssh://hv4/system'},
         'hv5': {},
     }
-    report = compliance.balloon_report(hostvars, ['hv1', 'hv2', 'hv3', 'hv4', 'hv5'], ['hv1', 'hv2'])
+    report = _report.balloon_report(hostvars, ['hv1', 'hv2', 'hv3', 'hv4', 'hv5'], ['hv1', 'hv2'])
     audit = dict((h['name'], h['audit']) for h in report['hypervisors'])
     assert audit['hv1']['source'] == 'gather' and audit['hv1']['transport'] == 'qmp' and audit['hv1']['chosen_by_auto'] is False
     assert audit['hv1']['explicit_vms'] == [{'name': 'a', 'socket': '/run/a.qmp'}]       # nothing else of the input
@@ -547,7 +547,7 @@ def test_report_says_how_each_hypervisor_was_audited():
     assert audit['hv5']['source'] == 'none'
     assert audit['hv5']['summary'].startswith('not audited; how it would have been is unknown')
     # the CSV carries each row's hypervisor status, transport and audit sentence
-    rows = list(csv.DictReader(io.StringIO(compliance.balloon_report_csv(report))))
+    rows = list(csv.DictReader(io.StringIO(_report_files.balloon_report_csv(report))))
     assert [(row['hypervisor'], row['vm'], row['hypervisor_status']) for row in rows] == [
         ('hv1', 'a', 'failed'), ('hv1', 'b', 'failed'), ('hv2', 'd', 'ok'),
         ('hv3', '', 'unreachable'), ('hv4', '', 'unreachable'), ('hv5', '', 'unreachable')]
@@ -555,51 +555,51 @@ def test_report_says_how_each_hypervisor_was_audited():
 
 
 def test_a_fact_without_the_audit_key_still_counts_its_vms():
-    records = compliance.balloon_compliance([vm('a')], rules=BUILTIN, hypervisor='hv1', expected_interval=10, min_available_percent=10)
-    [hypervisor] = compliance.balloon_report({'hv1': {'balloon_stats': {'vms': records, 'status': 'ok'}}}, ['hv1'])['hypervisors']
+    records = _records.balloon_compliance([vm('a')], rules=BUILTIN, hypervisor='hv1', expected_interval=10, min_available_percent=10)
+    [hypervisor] = _report.balloon_report({'hv1': {'balloon_stats': {'vms': records, 'status': 'ok'}}}, ['hv1'])['hypervisors']
     assert hypervisor['audit']['source'] == 'gather' and hypervisor['audit']['transport'] is None
     assert hypervisor['audit']['summary'] == ('how its VMs were found was not recorded (a fact gathered by an older qmp.balloon); '
                                               '1 VM listed, 1 read')
 
 
 def test_csv_has_one_row_per_hypervisor_not_audited():
-    records = compliance.balloon_compliance([vm('a')], rules=BUILTIN, hypervisor='hv1', expected_interval=10, min_available_percent=10)
+    records = _records.balloon_compliance([vm('a')], rules=BUILTIN, hypervisor='hv1', expected_interval=10, min_available_percent=10)
     hostvars = {'hv1': {'balloon_stats': {'vms': records, 'status': 'ok'}},
                 'hv2': {'balloon_stats': {'vms': [], 'status': 'no_vms', 'reason': 'no VM found (no socket matches /x/*.qmp)'}},
                 'hv3': {'__balloon_stats_failure': 'No VM found on hv3'}, 'hv4': {}}
-    report = compliance.balloon_report(hostvars, ['hv1', 'hv2', 'hv3', 'hv4'], ['hv1', 'hv2', 'hv3'])
-    text = compliance.balloon_report_csv(report)
+    report = _report.balloon_report(hostvars, ['hv1', 'hv2', 'hv3', 'hv4'], ['hv1', 'hv2', 'hv3'])
+    text = _report_files.balloon_report_csv(report)
     rows = list(csv.DictReader(io.StringIO(text)))
-    assert list(rows[0]) == list(compliance.CSV_COLUMNS + compliance.CSV_COLUMNS_STATES + compliance.CSV_COLUMNS_AUDIT)
+    assert list(rows[0]) == list(_report_files.CSV_COLUMNS + _report_files.CSV_COLUMNS_STATES + _report_files.CSV_COLUMNS_AUDIT)
     assert [(row['hypervisor'], row['vm'], row['hypervisor_status']) for row in rows] == [
         ('hv1', 'a', 'ok'), ('hv2', '', 'no_vms'), ('hv3', '', 'failed'), ('hv4', '', 'unreachable')]
     assert rows[1]['hypervisor_reason'] == 'no VM found (no socket matches /x/*.qmp)'
     assert rows[2]['hypervisor_reason'] == 'No VM found on hv3'
-    assert rows[3]['hypervisor_reason'] == compliance.UNREACHABLE_REASON
+    assert rows[3]['hypervisor_reason'] == _report.UNREACHABLE_REASON
     # the VM columns of those rows are empty
     for row in rows[1:]:
-        assert [row[column] for column in compliance.CSV_COLUMNS[1:] + compliance.CSV_COLUMNS_STATES] == [''] * (
-            len(compliance.CSV_COLUMNS) - 1 + len(compliance.CSV_COLUMNS_STATES))
+        assert [row[column] for column in _report_files.CSV_COLUMNS[1:] + _report_files.CSV_COLUMNS_STATES] == [''] * (
+            len(_report_files.CSV_COLUMNS) - 1 + len(_report_files.CSV_COLUMNS_STATES))
     assert text.count('\n') == 5
 
 
 def test_the_reports_used_figure_is_the_one_the_rules_check():
     """Page cache: 4 GiB total, 1 GiB free, 3 GiB available: the module's used_percent says 75, the rules see 25."""
-    [record] = compliance.balloon_compliance(
+    [record] = _records.balloon_compliance(
         [vm('cache', stats={'total_memory': 4 * GIB, 'free_memory': GIB, 'available_memory': 3 * GIB}, used_percent=75.0)],
         rules=BUILTIN, hypervisor='hv1', expected_interval=10, min_available_percent=10)
     assert (record['used_percent'], record['available_percent'], record['unavailable_percent']) == (75.0, 75.0, 25.0)
-    [unknown] = compliance.balloon_compliance([vm('old-guest', stats={'total_memory': 4 * GIB, 'free_memory': GIB})],
-                                              rules=BUILTIN, hypervisor='hv1')
+    [unknown] = _records.balloon_compliance([vm('old-guest', stats={'total_memory': 4 * GIB, 'free_memory': GIB})],
+                                            rules=BUILTIN, hypervisor='hv1')
     assert unknown['unavailable_percent'] is None and unknown['used_percent'] == 75.0
-    report = compliance.balloon_report({'hv1': {'balloon_stats': {'vms': [record, unknown]}}}, ['hv1'])
-    rows = list(csv.DictReader(io.StringIO(compliance.balloon_report_csv(report))))
+    report = _report.balloon_report({'hv1': {'balloon_stats': {'vms': [record, unknown]}}}, ['hv1'])
+    rows = list(csv.DictReader(io.StringIO(_report_files.balloon_report_csv(report))))
     assert 'used_percent' not in rows[0]
     assert [row['unavailable_percent'] for row in rows] == ['25.0', '']
     # a record cached by an older collection (no unavailable_percent) gets it from available_percent
     older = dict(record)
     del older['unavailable_percent']
-    assert compliance.unavailable_percent(older) == 25.0
+    assert _report_files.unavailable_percent(older) == 25.0
 
 
 def _write_runs(tmp_path, changed_flags, name='balloon-stats'):
@@ -627,7 +627,7 @@ def _write_runs(tmp_path, changed_flags, name='balloon-stats'):
 ])
 def test_report_rotation_keeps_the_changed_runs_and_the_newest(tmp_path, flags, keep, kept):
     paths = _write_runs(tmp_path, flags)
-    result = compliance.balloon_report_rotation(paths + [str(tmp_path / 'balloon-stats.json'), str(tmp_path / 'other.txt')], keep)
+    result = _report_files.balloon_report_rotation(paths + [str(tmp_path / 'balloon-stats.json'), str(tmp_path / 'other.txt')], keep)
     stamps = ['20261130T1700%02dZ' % index for index in range(len(flags))]
     assert result['keep'] == [stamps[index] for index in kept]
     assert result['remove'] == [stamp for stamp in stamps if stamp not in result['keep']]
@@ -637,7 +637,7 @@ def test_report_rotation_keeps_the_changed_runs_and_the_newest(tmp_path, flags, 
 def test_report_rotation_reads_only_what_it_needs(tmp_path):
     paths = _write_runs(tmp_path, [True, True, True])
     (tmp_path / 'balloon-stats-20261130T170000Z.json').unlink()    # beyond keep: never opened
-    assert compliance.balloon_report_rotation(paths, 2) == {
+    assert _report_files.balloon_report_rotation(paths, 2) == {
         'keep': ['20261130T170001Z', '20261130T170002Z'], 'remove': ['20261130T170000Z'], 'unchanged': []}
 
 
@@ -647,11 +647,11 @@ def test_report_rotation_reads_only_what_it_needs(tmp_path):
 ])
 def test_report_rotation_refuses_bad_input(paths, keep, message):
     with pytest.raises(AnsibleFilterError, match=message):
-        compliance.balloon_report_rotation(paths, keep)
+        _report_files.balloon_report_rotation(paths, keep)
 
 
 def test_provenance_says_the_host_pattern_is_not_available():
-    report = _report([vm('a')])
+    report = _fleet_report([vm('a')])
     assert report['provenance']['host_pattern'] is None
     assert 'does not expose the play' in report['provenance']['host_pattern_note']
 
@@ -661,7 +661,7 @@ def test_vms_of_a_hypervisor_that_became_unreachable_did_not_disappear():
     full = _two_hosts_report(('hv1', 'hv2'))
     facts = {'hv1': {'balloon_stats': {'vms': [v for v in full['vms'] if v['hypervisor'] == 'hv1'], 'status': 'ok', 'rules': BUILTIN}},
              'hv2': {}}
-    second = compliance.balloon_report(facts, ['hv1', 'hv2'], ['hv1'], provenance={'check_mode': False}, previous=full)
+    second = _report.balloon_report(facts, ['hv1', 'hv2'], ['hv1'], provenance={'check_mode': False}, previous=full)
     since = second['since_last_run']
     assert dict((h['name'], h['status']) for h in second['hypervisors']) == {'hv1': 'ok', 'hv2': 'unreachable'}
     assert since['vms_disappeared'] == [] and since['resolved_violations'] == []
@@ -676,18 +676,18 @@ def test_vms_of_a_hypervisor_that_became_unreachable_did_not_disappear():
 
 def test_gathered_id_tells_reports_of_the_same_gathers_apart():
     """strategy free: hypervisors reaching the report after the last gather must not write it twice."""
-    records = compliance.balloon_compliance([vm('a')], rules=BUILTIN, hypervisor='hv1', expected_interval=10, min_available_percent=10)
+    records = _records.balloon_compliance([vm('a')], rules=BUILTIN, hypervisor='hv1', expected_interval=10, min_available_percent=10)
 
     def host(collected_at, gathered=True):
         facts = {'balloon_stats': {'vms': records, 'status': 'ok', 'collected_at': collected_at}}
         if gathered:
             facts['__balloon_stats_info'] = {'changed': False, 'vms': []}
         return facts
-    first = compliance.balloon_report({'hv1': host('T1'), 'hv2': host('T2')}, ['hv1', 'hv2'], provenance={'check_mode': False})
-    again = compliance.balloon_report({'hv1': host('T1'), 'hv2': host('T2')}, ['hv1', 'hv2'], provenance={'check_mode': False},
-                                      previous=first)
-    later = compliance.balloon_report({'hv1': host('T3'), 'hv2': host('T2')}, ['hv1', 'hv2'], provenance={'check_mode': False})
-    cached = compliance.balloon_report({'hv1': host('T1', False)}, ['hv1'], provenance={'check_mode': False})
+    first = _report.balloon_report({'hv1': host('T1'), 'hv2': host('T2')}, ['hv1', 'hv2'], provenance={'check_mode': False})
+    again = _report.balloon_report({'hv1': host('T1'), 'hv2': host('T2')}, ['hv1', 'hv2'], provenance={'check_mode': False},
+                                   previous=first)
+    later = _report.balloon_report({'hv1': host('T3'), 'hv2': host('T2')}, ['hv1', 'hv2'], provenance={'check_mode': False})
+    cached = _report.balloon_report({'hv1': host('T1', False)}, ['hv1'], provenance={'check_mode': False})
     assert first['gathered'] and first['gathered'] == again['gathered']
     assert later['gathered'] != first['gathered']
     assert cached['gathered'] is None
@@ -695,10 +695,10 @@ def test_gathered_id_tells_reports_of_the_same_gathers_apart():
 
 def test_csv_cells_that_a_spreadsheet_would_run_are_quoted():
     """Trial (session 5): a VM named =HYPERLINK(...) went into the CSV as a formula."""
-    [record] = compliance.balloon_compliance([vm('=HYPERLINK("x","y")')], rules=BUILTIN, hypervisor='hv1', expected_interval=10,
-                                             min_available_percent=10)
-    report = compliance.balloon_report({'hv1': {'balloon_stats': {'vms': [record]}}}, ['hv1'])
-    rows = list(csv.reader(io.StringIO(compliance.balloon_report_csv(report))))
+    [record] = _records.balloon_compliance([vm('=HYPERLINK("x","y")')], rules=BUILTIN, hypervisor='hv1', expected_interval=10,
+                                           min_available_percent=10)
+    report = _report.balloon_report({'hv1': {'balloon_stats': {'vms': [record]}}}, ['hv1'])
+    rows = list(csv.reader(io.StringIO(_report_files.balloon_report_csv(report))))
     assert rows[1][rows[0].index('vm')] == "'=HYPERLINK(\"x\",\"y\")"
     assert rows[1][rows[0].index('hypervisor')] == 'hv1'
 
@@ -707,10 +707,10 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_quoted():
 
 def test_report_reads_the_fact_from_ansible_facts_when_facts_are_not_variables():
     """INJECT_FACTS_AS_VARS off (ansible-core's coming default), or the fact cache: only ansible_facts holds it."""
-    records = compliance.balloon_compliance([vm('a')], rules=BUILTIN, hypervisor='hv1', expected_interval=10, min_available_percent=10)
+    records = _records.balloon_compliance([vm('a')], rules=BUILTIN, hypervisor='hv1', expected_interval=10, min_available_percent=10)
     facts = {'vms': records, 'status': 'ok', 'rules': BUILTIN, 'collected_at': 'T1'}
     hostvars = {'hv1': {'ansible_facts': {'balloon_stats': facts}, '__balloon_stats_info': {'changed': False, 'vms': []}}}
-    report = compliance.balloon_report(hostvars, ['hv1'], ['hv1'], provenance={'check_mode': False})
+    report = _report.balloon_report(hostvars, ['hv1'], ['hv1'], provenance={'check_mode': False})
     assert report['hypervisors'][0]['status'] == 'ok' and report['summary']['vms'] == 1
     assert [rule['name'] for rule in report['rules']] == [rule['name'] for rule in BUILTIN]
 
@@ -718,11 +718,11 @@ def test_report_reads_the_fact_from_ansible_facts_when_facts_are_not_variables()
 @pytest.mark.parametrize('cached', [False, True])
 def test_a_host_not_read_in_check_mode_is_not_counted_with_a_cached_fact(cached):
     """check mode, prepare would install first: the read is skipped, so nothing of this run describes the host."""
-    records = compliance.balloon_compliance([vm('a')], rules=BUILTIN, hypervisor='hv1', expected_interval=10, min_available_percent=10)
+    records = _records.balloon_compliance([vm('a')], rules=BUILTIN, hypervisor='hv1', expected_interval=10, min_available_percent=10)
     host = {'__balloon_stats_check_pending': '/opt/qmp-balloon', '__balloon_stats_info': {'skipped': True, 'changed': False}}
     if cached:
         host['ansible_facts'] = {'balloon_stats': {'vms': records, 'status': 'ok', 'collected_at': '2026-11-29T10:00:00Z'}}
-    report = compliance.balloon_report({'hv1': host}, ['hv1'], ['hv1'], provenance={'check_mode': True})
+    report = _report.balloon_report({'hv1': host}, ['hv1'], ['hv1'], provenance={'check_mode': True})
     entry = report['hypervisors'][0]
     assert entry['status'] == 'failed' and entry['stats_from'] is None and report['summary']['vms'] == 0
     assert entry['reason'].startswith('not read: check mode') and '/opt/qmp-balloon' in entry['reason']
@@ -734,5 +734,5 @@ def test_a_failed_host_whose_fact_has_no_vms_has_no_stats_left_out():
     """main writes a no_vms fact for a hypervisor without VMs, then fails it (balloon_stats_require_vms)."""
     host = {'ansible_facts': {'balloon_stats': {'vms': [], 'status': 'no_vms', 'collected_at': 'T9'}},
             '__balloon_stats_failure': 'No VM found on hv1: balloon_stats_vms is empty'}
-    entry = compliance.balloon_report({'hv1': host}, ['hv1'], [], provenance={'check_mode': False})['hypervisors'][0]
+    entry = _report.balloon_report({'hv1': host}, ['hv1'], [], provenance={'check_mode': False})['hypervisors'][0]
     assert entry['status'] == 'failed' and entry['reason'] == 'No VM found on hv1: balloon_stats_vms is empty'

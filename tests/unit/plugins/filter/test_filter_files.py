@@ -19,9 +19,15 @@ import ansible
 import pytest
 
 from ansible_collections.qmp.balloon.plugins.filter import compliance, jmespath, openmetrics, role_state
-from ansible_collections.qmp.balloon.plugins.plugin_utils import _compliance, _openmetrics, _role_state
+from ansible_collections.qmp.balloon.plugins.plugin_utils import (_openmetrics, _pressure, _records, _report, _report_files,
+                                                                  _role_state, _rules)
 
-HEAVY = ('ansible_collections.qmp.balloon.plugins.plugin_utils._compliance',
+HEAVY = ('ansible_collections.qmp.balloon.plugins.plugin_utils._rules',
+         'ansible_collections.qmp.balloon.plugins.plugin_utils._pressure',
+         'ansible_collections.qmp.balloon.plugins.plugin_utils._records',
+         'ansible_collections.qmp.balloon.plugins.plugin_utils._audit',
+         'ansible_collections.qmp.balloon.plugins.plugin_utils._report',
+         'ansible_collections.qmp.balloon.plugins.plugin_utils._report_files',
          'ansible_collections.qmp.balloon.plugins.plugin_utils._openmetrics',
          'ansible_collections.qmp.balloon.plugins.plugin_utils._role_state',
          'jmespath', 'csv', 'hashlib', 'getpass')
@@ -48,11 +54,29 @@ def test_the_filter_files_hold_no_implementation():
             assert len(handle.read()) < 4096, module.__file__
 
 
-@pytest.mark.parametrize('module, implementation', [(compliance, _compliance), (openmetrics, _openmetrics),
-                                                    (role_state, _role_state)])
-def test_each_filter_name_reaches_its_implementation(module, implementation, monkeypatch):
-    for name, function in module.FilterModule().filters().items():
+#: Each filter file's filters and the module that implements each.
+IMPLEMENTATIONS = [
+    (compliance, {'balloon_compliance': _records, 'balloon_summary': _records, 'balloon_rates': _pressure,
+                  'balloon_report': _report, 'balloon_report_csv': _report_files, 'balloon_report_rotation': _report_files}),
+    (openmetrics, {'balloon_openmetrics': _openmetrics}),
+    (role_state, {'balloon_role_checks': _role_state, 'balloon_role_run': _role_state}),
+]
+
+
+def test_every_implementation_module_is_checked():
+    """HEAVY names every module of plugin_utils but the two the filter files import."""
+    package = _rules.__name__.rsplit('.', 1)[0]
+    modules = sorted('%s.%s' % (package, name[:-len('.py')]) for name in os.listdir(os.path.dirname(_rules.__file__))
+                     if name.endswith('.py') and name not in ('__init__.py', '_data.py', '_lazy.py'))
+    assert sorted(name for name in HEAVY if name.startswith(package + '.')) == modules
+
+
+@pytest.mark.parametrize('module, implementations', IMPLEMENTATIONS)
+def test_each_filter_name_reaches_its_implementation(module, implementations, monkeypatch):
+    filters = module.FilterModule().filters()
+    assert sorted(filters) == sorted(implementations)
+    for name, function in filters.items():
         calls = []
-        monkeypatch.setattr(implementation, name, lambda *args, **kwargs: calls.append((args, kwargs)) or 'result')
+        monkeypatch.setattr(implementations[name], name, lambda *args, **kwargs: calls.append((args, kwargs)) or 'result')
         assert function(1, key=2) == 'result'
         assert calls == [((1,), {'key': 2})], name

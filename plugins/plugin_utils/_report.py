@@ -1,0 +1,358 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) qmp.balloon contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The fleet report: the filter ``balloon_report`` assembles it from every hypervisor's facts,
+with each hypervisor's status and how it was audited, the rules table, the provenance, the
+headline, the findings and what changed since the last run.
+
+PRIVATE: not part of the collection's public API.
+
+A hypervisor is ``ok``, ``unreachable``, ``failed`` (with its reason) or ``no_vms``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import getpass
+import hashlib
+import json
+import os
+import socket
+from collections.abc import Mapping
+
+from ansible_collections.qmp.balloon.plugins.plugin_utils._audit import hostvar, hypervisor_audit
+from ansible_collections.qmp.balloon.plugins.plugin_utils._data import plain as _plain
+from ansible_collections.qmp.balloon.plugins.plugin_utils._records import balloon_summary, vm_state
+from ansible_collections.qmp.balloon.plugins.plugin_utils._rules import SEVERITIES
+
+
+#: Version of the report's JSON layout; bump on any incompatible change.
+#: 2 (issue 14): rule results pass/fail/unknown, VM and hypervisor states, rates, pressure.
+REPORT_SCHEMA_VERSION = 2
+#: A hypervisor's status.
+HYPERVISOR_STATUSES = ('ok', 'unreachable', 'failed', 'no_vms')
+
+#: Ansible tells roles the play's name and its hosts, not the host pattern they came from.
+HOST_PATTERN_NOTE = ("Ansible does not expose the play's host pattern to roles; the play's name (an unnamed play is "
+                     "named after its pattern), its resolved hosts, --limit and the tags are recorded instead")
+
+
+def _now_iso():
+    return datetime.datetime.now(tz=datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
+
+
+#: Why a host has no fact: Ansible tells the report which hosts dropped out of the play, not why.
+UNREACHABLE_REASON = 'Ansible could not connect to it, so none of its VMs was read'
+CHECK_PENDING_REASON = ('not read: check mode, and the role would first prepare %s on it (an install), '
+                        'so none of its VMs was read; run without --check to read them')
+FAILED_REASON = 'a task failed on it before its stats were gathered (see that task in the play output), so none of its VMs was read'
+
+
+#: The role's registered module results, in the order its tasks run.
+_MODULE_RESULTS = ('__balloon_stats_probe', '__balloon_stats_libvirt_found', 'balloon_stats_configure_result',
+                   '__balloon_stats_info')
+
+
+def _host_fact(hostvars_host, fact_name):
+    """A host's cacheable fact: from ``ansible_facts`` first (the fact cache, and ansible-core's
+    INJECT_FACTS_AS_VARS off, the default to come), else the variable set_fact also sets."""
+    facts = hostvars_host.get('ansible_facts') if 'ansible_facts' in hostvars_host else None
+    if isinstance(facts, Mapping) and facts.get(fact_name):
+        return facts.get(fact_name)
+    return hostvars_host.get(fact_name)
+
+
+def _hypervisor_entry(host, facts, hostvars_host, in_play):
+    """One hypervisor of the report: its status (ok, unreachable, failed, no_vms), reason and how it was audited."""
+    entry, host_vms = _hypervisor_status(host, facts, hostvars_host, in_play)
+    # a cached fact left out (stats_from None) does not describe this run's audit either
+    entry['audit'] = hypervisor_audit(facts if entry['stats_from'] else None, hostvars_host, host_vms)
+    return entry, host_vms
+
+
+# The condition on which the role's read task (tasks/gather_read.yml) is skipped for a hypervisor
+# given no VM; ansible-core names the false condition in the skipped result.
+NO_VM_GIVEN_CONDITION = '__balloon_stats_run.has_vms'
+
+
+def _hypervisor_status(host, facts, hostvars_host, in_play):
+    """One hypervisor of the report: its status (ok, unreachable, failed, no_vms) and reason."""
+    pending = hostvar(hostvars_host, '__balloon_stats_check_pending')
+    if pending and in_play:
+        # check mode, prepare would install first: the role read nothing (its read task was
+        # skipped), so a fact from the cache is an earlier run's and is not counted as the fleet's
+        reason = CHECK_PENDING_REASON % pending
+        if facts:
+            reason += '; its last stats (collected at %s, kept in the fact cache) are left out' % (facts.get('collected_at') or 'an unknown time')
+        return {'name': host, 'status': 'failed', 'reason': reason, 'vms': 0, 'failed_vms': 0, 'violations': 0,
+                'non_compliant': 0, 'unknown': 0, 'collected_at': None, 'stats_from': None}, []
+    if not facts:
+        # Only a module's result proves that Ansible reached the host (set_fact runs without
+        # connecting): unreachable when one says so or none ran, failed when one ran or the
+        # role recorded why.
+        results = [hostvars_host.get(key) for key in _MODULE_RESULTS if isinstance(hostvars_host.get(key), dict)]
+        unreachable = any(result.get('unreachable') for result in results)
+        reached = not unreachable and ('__balloon_stats_failure' in hostvars_host
+                                       or any(not result.get('skipped') for result in results))
+        if in_play and not reached:
+            status, reason = 'failed', 'the role did not gather its stats in this play (the report entry point ran alone?)'
+        elif reached or in_play:
+            status, reason = 'failed', hostvars_host.get('__balloon_stats_failure') or FAILED_REASON
+        else:
+            status, reason = 'unreachable', UNREACHABLE_REASON
+        return {'name': host, 'status': status, 'reason': reason, 'vms': 0, 'failed_vms': 0, 'violations': 0,
+                'non_compliant': 0, 'unknown': 0, 'collected_at': None, 'stats_from': None}, []
+    info = hostvars_host.get('__balloon_stats_info')
+    # A read skipped because no VM was given (gather_read.yml's condition) still means the fact was
+    # written in this play (gather_fact.yml runs without a VM); a read skipped for another reason
+    # (balloon_stats_gather false, say) leaves the fact of an earlier run.
+    gathered_now = isinstance(info, dict) and (
+        not info.get('skipped') or NO_VM_GIVEN_CONDITION in str(info.get('false_condition') or ''))
+    if not in_play and not gathered_now:
+        # The fact is an earlier run's, from the fact cache: this run never read the host, so its
+        # old figures are not counted as today's (a report-only play over sliced jobs is in_play).
+        entry, none = _hypervisor_status(host, None, hostvars_host, in_play)
+        if facts.get('vms'):
+            # (a fact without VMs has no stats to leave out: main writes a no_vms fact, then fails the host)
+            entry['reason'] += ('; its last stats (collected at %s, kept in the fact cache) are left out'
+                                % (facts.get('collected_at') or 'an unknown time'))
+        return entry, none
+    host_vms = facts.get('vms') or []
+    counts = balloon_summary(host_vms)
+    status, reason = facts.get('status'), facts.get('reason') or None
+    if status not in HYPERVISOR_STATUSES:
+        status, reason = ('no_vms', 'no VM found') if not host_vms else ('ok', None)
+    if not in_play and status != 'failed':
+        status, reason = 'failed', hostvars_host.get('__balloon_stats_failure') or (
+            'a task failed on it after its stats were gathered (see that task in the play output); its data is kept')
+    return {'name': host, 'status': status, 'reason': reason, 'vms': counts['vms'], 'failed_vms': counts['unreachable'],
+            'violations': counts['violations'], 'non_compliant': counts['non_compliant'], 'unknown': counts['unknown'],
+            'collected_at': facts.get('collected_at'),
+            # this_run, or fact_cache: a play that did not gather (tasks_from report after sliced jobs)
+            'stats_from': 'this_run' if gathered_now else 'fact_cache'}, host_vms
+
+
+def _collection_version():
+    """This collection's version, from the installed MANIFEST.json, else the source tree's galaxy.yml."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    try:
+        with open(os.path.join(root, 'MANIFEST.json')) as handle:
+            return json.load(handle)['collection_info']['version']
+    except (OSError, ValueError, KeyError):
+        pass
+    try:
+        with open(os.path.join(root, 'galaxy.yml')) as handle:
+            for line in handle:
+                if line.startswith('version:'):
+                    return line.split(':', 1)[1].strip().strip('"\'')
+    except OSError:
+        pass
+    return None
+
+
+def controller_provenance():
+    """Who ran the report, where, with which collection and ansible-core (the controller's own view)."""
+    try:
+        from ansible.release import __version__ as ansible_core_version
+    except ImportError:  # pragma: no cover - ansible-core always has it
+        ansible_core_version = None
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (some containers)
+        user = os.environ.get('USER')
+    return {'user': user, 'controller': socket.gethostname(), 'collection': 'qmp.balloon',
+            'collection_version': _collection_version(), 'ansible_core_version': ansible_core_version}
+
+
+def _rules_table(hostvars, hosts, fact_name):
+    """The rules as the facts recorded them (the first host that has them), for the report's rules table.
+
+    Each rule gets ``thresholds``: the parameters its query compares against, with their values
+    (``pressure`` brings the pressure thresholds).
+    """
+    for host in hosts:
+        facts = _plain(_host_fact(hostvars.get(host) or {}, fact_name)) or {}
+        if facts.get('rules'):
+            parameters = facts.get('parameters') or {}
+            table = []
+            for rule in facts['rules']:
+                query = str(rule.get('query', ''))
+                thresholds = dict((name, value) for name, value in parameters.items()
+                                  if name != 'pressure' and name in query)
+                if 'pressure' in query:
+                    thresholds.update(('pressure_' + name, value) for name, value in (parameters.get('pressure') or {}).items())
+                entry = {'name': rule.get('name'), 'description': rule.get('description') or rule.get('name'),
+                         'query': query, 'severity': rule.get('severity', 'warning'),
+                         'severity_query': rule.get('severity_query'), 'always': bool(rule.get('always')),
+                         'thresholds': thresholds}
+                table.append(entry)
+            return table, parameters
+    return [], {}
+
+
+def balloon_report(hostvars, hosts_all, hosts_ok=None, fact_name='balloon_stats', provenance=None, previous=None):
+    """The fleet report from each hypervisor's ``balloon_stats`` fact.
+
+    ``hosts_all`` are all hosts of the play; a host not in ``hosts_ok`` or without the
+    fact is listed as unreachable or failed, with its reason, never dropped.
+    ``provenance``: who ran it, where, with what (copied into the report).
+    ``previous``: the previous report (its JSON), for the ``since_last_run`` section.
+    """
+    hosts_ok = set(hosts_all if hosts_ok is None else hosts_ok)
+    hypervisors = []
+    vms = []
+    for host in hosts_all:
+        hostvars_host = hostvars.get(host) or {}
+        facts = _plain(_host_fact(hostvars_host, fact_name))
+        entry, host_vms = _hypervisor_entry(host, facts, hostvars_host, host in hosts_ok)
+        hypervisors.append(entry)
+        vms.extend(host_vms)
+    violations = [violation for vm in vms for violation in vm.get('compliance', {}).get('violations', [])]
+    unknown = [{'hypervisor': vm.get('hypervisor'), 'vm': vm.get('name'), 'rules': vm['compliance'].get('unknown', [])}
+               for vm in vms if vm_state(vm) == 'unknown']
+    fleet = balloon_summary(vms)
+    by_status = dict((status, [h['name'] for h in hypervisors if h['status'] == status]) for status in HYPERVISOR_STATUSES)
+    summary = {
+        'hypervisors': len(hypervisors),
+        'hypervisors_ok': len(by_status['ok']),
+        'hypervisors_unreachable': len(by_status['unreachable']),
+        'hypervisors_failed': len(by_status['failed']),
+        'hypervisors_no_vms': len(by_status['no_vms']),
+        'vms': fleet['vms'],
+        'vms_unreachable': fleet['unreachable'],
+        'vms_compliant': fleet['compliant'],
+        'vms_non_compliant': fleet['non_compliant'],
+        'vms_unknown': fleet['unknown'],
+        'violations': fleet['violations'],
+        'unknown_results': fleet['unknown_results'],
+        'by_severity': dict((severity, sum(1 for v in violations if v['severity'] == severity)) for severity in SEVERITIES),
+        'by_health': {},
+        'by_pressure': fleet['by_pressure'],
+    }
+    for vm in vms:
+        key = vm.get('health') or ('unreachable' if not vm.get('reachable', True) else 'unknown')
+        summary['by_health'][key] = summary['by_health'].get(key, 0) + 1
+    rules, parameters = _rules_table(hostvars, hosts_all, fact_name)
+    origin = controller_provenance()
+    origin.update(host_pattern=None, host_pattern_note=HOST_PATTERN_NOTE)
+    origin.update(_plain(provenance) or {})
+    report = {'schema_version': REPORT_SCHEMA_VERSION, 'generated_at': _now_iso(), 'summary': summary,
+              'headline': '', 'severities': list(SEVERITIES), 'rules': rules, 'parameters': parameters,
+              'provenance': origin, 'hypervisors': hypervisors, 'vms': vms, 'violations': violations,
+              'unknown': unknown}
+    report['findings'] = findings(report)
+    report['gathered'] = gathered_id(report)
+    report['since_last_run'] = since_last_run(report, _plain(previous))
+    report['headline'] = headline(report)
+    return report
+
+
+def gathered_id(report):
+    """What this report's data was gathered from, as one id: each hypervisor gathered in this run
+    with its collection time. Two reports with the same id come from the same run's gathers
+    (under strategy free several hypervisors may reach the report step after the last gather);
+    None when nothing was gathered in this run (a report from the fact cache)."""
+    gathered = sorted((h['name'], h.get('collected_at')) for h in report['hypervisors'] if h.get('stats_from') == 'this_run')
+    if not gathered:
+        return None
+    return hashlib.sha256(json.dumps(gathered).encode('utf-8')).hexdigest()[:16]
+
+
+def _names(names, limit=5):
+    names = list(names)
+    shown = ', '.join(names[:limit])
+    return shown + (', ...' if len(names) > limit else '')
+
+
+def headline(report):
+    """One line for the fleet: every VM and hypervisor counted in its state, reasons for the hosts that failed."""
+    summary = report['summary']
+    hypervisors = report['hypervisors']
+    parts = ['%d VM%s on %d hypervisor%s' % (summary['vms'], '' if summary['vms'] == 1 else 's',
+                                             summary['hypervisors'], '' if summary['hypervisors'] == 1 else 's')]
+    problems = []
+    for status in ('unreachable', 'failed'):
+        hosts = [h for h in hypervisors if h['status'] == status]
+        if hosts:
+            problems.append('%d %s: %s' % (len(hosts), status, '; '.join('%s (%s)' % (h['name'], h['reason']) for h in hosts)))
+    no_vms = [h['name'] for h in hypervisors if h['status'] == 'no_vms']
+    if no_vms:
+        problems.append('%d without VMs: %s' % (len(no_vms), _names(no_vms)))
+    if problems:
+        parts[0] += ' (%s)' % '; '.join(problems)
+    by_severity = ', '.join('%d %s' % (summary['by_severity'][severity], severity) for severity in report['severities'])
+    parts.append('%d compliant, %d non-compliant, %d unknown; %d violations (%s), %d rule results unknown'
+                 % (summary['vms_compliant'], summary['vms_non_compliant'], summary['vms_unknown'], summary['violations'],
+                    by_severity, summary['unknown_results']))
+    return ': '.join(parts) + '.'
+
+
+def findings(report):
+    """What an audit found, without the values that change every run (stats, times, ages).
+
+    Each VM's state and rule results, each hypervisor's status: two runs with equal findings
+    mean "the fleet's compliance did not change".
+    """
+    return {
+        'hypervisors': dict((h['name'], h['status']) for h in report['hypervisors']),
+        'vms': dict(('%s/%s' % (vm.get('hypervisor'), vm.get('name')),
+                     {'state': vm_state(vm), 'rules': (vm.get('compliance') or {}).get('rules', {}),
+                      'pressure': (vm.get('pressure') or {}).get('verdict')})
+                    for vm in report['vms']),
+    }
+
+
+def since_last_run(report, previous):
+    """New and resolved violations, VMs appeared and disappeared, hypervisors whose status changed.
+
+    Only the hypervisors both runs audited are compared: a run with ``--limit`` (or a play over
+    other hosts) neither makes the VMs of the hosts it left out "disappeared" nor, in the next
+    full run, their old violations "new". Those hosts are named in ``not_in_previous`` and
+    ``not_in_this_run`` instead.
+    """
+    if not previous or not isinstance(previous, dict) or not previous.get('findings'):
+        return {'previous': None, 'changed': True, 'new_violations': [], 'resolved_violations': [],
+                'vms_appeared': [], 'vms_disappeared': [], 'state_changes': [], 'hypervisor_changes': [],
+                'not_in_previous': [], 'not_in_this_run': [], 'vms_not_compared': []}
+    now, before = report['findings'], previous['findings']
+    hosts_now, hosts_before = set(now.get('hypervisors', {})), set(before.get('hypervisors', {}))
+    # VMs are compared only on hypervisors whose VMs both runs read: the VMs of one that became
+    # unreachable (or failed) were not checked, they did not disappear (its status change says it)
+    unread = set(host for findings_ in (now, before) for host, status in findings_.get('hypervisors', {}).items()
+                 if status in ('unreachable', 'failed'))
+    scope = (hosts_now & hosts_before) - unread
+
+    def in_scope(vms):
+        return dict((vm, entry) for vm, entry in vms.items() if vm.split('/', 1)[0] in scope)
+
+    vms_now, vms_before = in_scope(now['vms']), in_scope(before.get('vms', {}))
+
+    def failing(vms):
+        return set((vm, rule) for vm, entry in vms.items() for rule, result in entry.get('rules', {}).items() if result == 'fail')
+
+    new, old = failing(vms_now), failing(vms_before)
+    common = set(vms_now) & set(vms_before)
+    both = hosts_now & hosts_before
+    hypervisors_now = dict((host, status) for host, status in now['hypervisors'].items() if host in both)
+    hypervisors_before = dict((host, status) for host, status in before.get('hypervisors', {}).items() if host in both)
+    return {
+        'previous': previous.get('generated_at'),
+        # the fleet's compliance changed: in the common scope, or the scope itself
+        'changed': vms_now != vms_before or hypervisors_now != hypervisors_before or hosts_now != hosts_before,
+        'new_violations': [{'vm': vm, 'rule': rule} for vm, rule in sorted(new - old)],
+        # a VM that disappeared took its violations along: they are not resolved
+        'resolved_violations': [{'vm': vm, 'rule': rule} for vm, rule in sorted(old - new) if vm in common],
+        'vms_appeared': sorted(set(vms_now) - set(vms_before)),
+        'vms_disappeared': sorted(set(vms_before) - set(vms_now)),
+        'state_changes': [{'vm': vm, 'before': vms_before[vm].get('state'), 'after': vms_now[vm]['state']}
+                          for vm in sorted(common) if vms_before[vm].get('state') != vms_now[vm]['state']],
+        'hypervisor_changes': [{'hypervisor': host, 'before': hypervisors_before.get(host), 'after': status}
+                               for host, status in sorted(hypervisors_now.items())
+                               if hypervisors_before.get(host) != status],
+        'not_in_previous': sorted(hosts_now - hosts_before),
+        'not_in_this_run': sorted(hosts_before - hosts_now),
+        # in both runs, but unreachable or failed in one: their VMs were not compared
+        'vms_not_compared': sorted(both - scope),
+    }
