@@ -30,6 +30,7 @@ HEAVY = ('ansible_collections.qmp.balloon.plugins.plugin_utils._rules',
          'ansible_collections.qmp.balloon.plugins.plugin_utils._report_files',
          'ansible_collections.qmp.balloon.plugins.plugin_utils._openmetrics',
          'ansible_collections.qmp.balloon.plugins.plugin_utils._role_state',
+         'ansible_collections.qmp.balloon.plugins.plugin_utils._facts',
          'jmespath', 'csv', 'hashlib', 'getpass')
 FILES = ('compliance', 'jmespath', 'openmetrics', 'role_state')
 

@@ -13,7 +13,7 @@ the file is rewritten, so a later task of the same run can read it with a file l
 
 A module call is a task (or a loop item) that ran, not skipped, with an action that needs
 the host: actions that run on the controller only (set_fact, assert, include_tasks, ...)
-are left out. A loop counts one call per item that ran.
+are left out, and so is a balloon_stats_facts task that ran no module (``queried_host`` false). A loop counts one call per item that ran.
 """
 
 from __future__ import annotations
@@ -82,6 +82,8 @@ class CallbackModule(CallbackBase):
         answer = result._result  # pylint: disable=protected-access
         if isinstance(answer.get('results'), list):
             calls = len([item for item in answer['results'] if not item.get('skipped')])
+        elif answer.get('queried_host') is False:
+            calls = 0  # balloon_stats_facts given no VM: the action ran no module on the host
         else:
             calls = 0 if answer.get('skipped') else 1
         if calls == 0:

@@ -1,0 +1,88 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) qmp.balloon contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Action plugin of qmp.balloon.balloon_stats_facts (documented in plugins/modules/balloon_stats_facts.py).
+
+One task per hypervisor: balloon_stats_info runs on the host (one module call, with the task's
+interpreter), and the fact ``balloon_stats`` is built here on the controller, in Python
+(plugins/plugin_utils/_facts.py): records with compliance, rates against the previous fact,
+pressure, the audit and the hypervisor's outcome.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from ansible.errors import AnsibleError
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.module_utils.errors import UnsupportedError
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.qmp.balloon.plugins.module_utils._options import COMMON_ARGUMENT_SPEC
+from ansible_collections.qmp.balloon.plugins.plugin_utils import _facts
+
+INFO_MODULE = 'qmp.balloon.balloon_stats_info'
+
+
+class ActionModule(ActionBase):
+
+    TRANSFERS_FILES = False
+
+    def _libvirt_sockets_found(self, paths):
+        """Which of ``paths`` exist on the host (a dangling symlink counts): a shell loop, not a module."""
+        script = 'for path in %s; do if [ -e "$path" ] || [ -L "$path" ]; then printf "%%s\\n" "$path"; fi; done' % (
+            ' '.join(shlex.quote(path) for path in paths))
+        result = self._low_level_execute_command(script, sudoable=True)
+        if result.get('rc') != 0:
+            raise AnsibleError('could not look for libvirt\'s sockets on the host (%s)'
+                               % ((result.get('stderr') or '').strip() or 'exit status %s' % result.get('rc')))
+        return [line for line in (result.get('stdout') or '').splitlines() if line]
+
+    def run(self, tmp=None, task_vars=None):
+        super(ActionModule, self).run(tmp, task_vars)
+        task_vars = task_vars or {}
+        del tmp
+
+        spec = dict(COMMON_ARGUMENT_SPEC)
+        spec.update(_facts.ARGUMENT_SPEC)
+        validator = ArgumentSpecValidator(spec)
+        validation = validator.validate(self._task.args)
+        if validation.error_messages:
+            return {'failed': True, 'msg': _facts.INVALID + '; '.join(
+                ('unsupported parameters: ' if isinstance(error, UnsupportedError) else '') + error.msg
+                for error in validation.errors.errors)}
+        params = validation.validated_parameters
+        problems = _facts.option_problems(params)
+        if problems:
+            return {'failed': True, 'msg': _facts.INVALID + '; '.join(problems)}
+        # only what the task gave goes to the module (AnsibleModule counts a key given as None as given);
+        # an empty list is none given (the role passes its empty selections as they are)
+        given = dict((key, params[key]) for key in self._task.args
+                     if key in COMMON_ARGUMENT_SPEC and params[key] not in (None, []))
+
+        try:
+            plan = _facts.plan(params, given, self._libvirt_sockets_found)
+        except AnsibleError as exc:
+            return {'failed': True, 'msg': 'qmp.balloon.balloon_stats_facts on %s: %s'
+                    % (task_vars.get('inventory_hostname'), exc)}
+
+        queried = plan['module_args'] is not None
+        if not queried:
+            read = {'vms': []}
+        else:
+            read = self._execute_module(module_name=INFO_MODULE, module_args=plan['module_args'], task_vars=task_vars)
+            if read.get('failed') or read.get('unreachable'):
+                return read
+
+        previous = (task_vars.get('ansible_facts') or {}).get('balloon_stats')
+        hypervisor = params['hypervisor'] or task_vars.get('inventory_hostname')
+        try:
+            fact = _facts.build_fact(read, params, plan, hypervisor, previous)
+        except AnsibleError as exc:
+            return {'failed': True, 'msg': str(exc)}
+        return {'changed': False, 'ansible_facts': {'balloon_stats': fact}, 'msg': _facts.verdict(fact),
+                'outcome': fact['outcome'], 'summary': fact['summary'], 'empty_globs': fact['empty_globs'],
+                'queried_host': queried,
+                'warnings': read.get('warnings') or []}
