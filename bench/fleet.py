@@ -40,7 +40,8 @@ SWEEP_POINTS = (10, 25)
 DEFAULT_PLAYS = ('bare info', 'role gather', 'role gather, cold', 'bare two', 'role main')
 # The smoke run (make test): the two pairs, without the plays that prepare again.
 SMOKE_PLAYS = ('bare info', 'role gather', 'bare two', 'role main')
-MODULE_ACTIONS = ('qmp.balloon.balloon_stats_info', 'qmp.balloon.balloon_stats_polling', 'ansible.builtin.command')
+MODULE_ACTIONS = ('qmp.balloon.balloon_stats_info', 'qmp.balloon.balloon_stats_facts', 'qmp.balloon.balloon_stats_polling',
+                  'ansible.builtin.command')
 
 HEADER = '''---
 '''

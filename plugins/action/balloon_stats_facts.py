@@ -61,6 +61,10 @@ class ActionModule(ActionBase):
         # an empty list is none given (the role passes its empty selections as they are)
         given = dict((key, params[key]) for key in self._task.args
                      if key in COMMON_ARGUMENT_SPEC and params[key] not in (None, []))
+        if given.get('targets'):
+            # the validator fills every suboption of a target: keep those the entry gave
+            given['targets'] = [dict((key, value) for key, value in target.items() if value is not None)
+                                for target in given['targets']]
 
         try:
             plan = _facts.plan(params, given, self._libvirt_sockets_found)

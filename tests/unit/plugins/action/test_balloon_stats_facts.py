@@ -267,3 +267,10 @@ def test_bad_input_fails_before_anything_runs(args, message):
     result = action(dict(args, sockets=['/run/*.qmp']), recorder).run(task_vars={'inventory_hostname': 'hv1'})
     assert result['failed'] is True and message in result['msg']
     assert recorder.modules == [] and recorder.commands == []
+
+
+def test_targets_go_to_the_module_as_given():
+    recorder = Recorder()
+    action({'targets': [{'socket': '/run/a.qmp', 'name': 'a'}, {'host': '127.0.0.1', 'port': 4444}]}, recorder).run(
+        task_vars={'inventory_hostname': 'hv1'})
+    assert recorder.modules[0][1]['targets'] == [{'socket': '/run/a.qmp', 'name': 'a'}, {'host': '127.0.0.1', 'port': 4444}]

@@ -81,7 +81,9 @@ class CallbackModule(CallbackBase):
         self.results[self.play].setdefault(result._host.get_name(), []).append({  # pylint: disable=protected-access
             'task': task.name,
             'action': action,
-            'module': status != 'skipped' and action.rsplit('.', 1)[-1] not in CONTROLLER_ACTIONS,
+            # balloon_stats_facts given no VM runs no module (queried_host false)
+            'module': (status != 'skipped' and action.rsplit('.', 1)[-1] not in CONTROLLER_ACTIONS
+                       and answer.get('queried_host') is not False),
             'changed': bool(answer.get('changed')),
             'skipped': status == 'skipped',
             'failed': status == 'failed',
