@@ -54,6 +54,12 @@ class ActionModule(ActionBase):
                 ('unsupported parameters: ' if isinstance(error, UnsupportedError) else '') + error.msg
                 for error in validation.errors.errors)}
         params = validation.validated_parameters
+        hypervisor = params['hypervisor'] or task_vars.get('inventory_hostname')
+        previous = (task_vars.get('ansible_facts') or {}).get('balloon_stats')
+        if params['failure']:
+            fact = _facts.record_failure(previous, params['failure'], hypervisor)
+            return {'changed': False, 'ansible_facts': {'balloon_stats': fact}, 'msg': _facts.verdict(fact),
+                    'outcome': fact['outcome'], 'queried_host': False}
         problems = _facts.option_problems(params)
         if problems:
             return {'failed': True, 'msg': _facts.INVALID + '; '.join(problems)}
@@ -80,8 +86,6 @@ class ActionModule(ActionBase):
             if read.get('failed') or read.get('unreachable'):
                 return read
 
-        previous = (task_vars.get('ansible_facts') or {}).get('balloon_stats')
-        hypervisor = params['hypervisor'] or task_vars.get('inventory_hostname')
         try:
             fact = _facts.build_fact(read, params, plan, hypervisor, previous)
         except AnsibleError as exc:

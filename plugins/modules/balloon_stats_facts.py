@@ -98,6 +98,21 @@ options:
         C(min_available_memory), C(memory_pressure)); V([]) judges by O(rules) only.
     type: list
     elements: dict
+  failure:
+    description:
+      - Record that this hypervisor failed in this run, without reading anything - C(reason), one sentence, and C(stage), the
+        step it stopped at. The fact keeps its previous stats (the next gather's rates still have them) and gets this
+        outcome, so that a report tells this run's failure from an old fact. The role records every failure of its own so.
+    type: dict
+    suboptions:
+      reason:
+        description: Why it failed.
+        type: str
+        required: true
+      stage:
+        description: Where it stopped (the role gives the failed task's name).
+        type: str
+        default: gather
 notes:
   - The checks of the thresholds and rules run before anything is read; a bad one fails the task with one sentence.
   - A hypervisor-level outcome (no VM, a missing glob directory) does not fail the task; it is in RV(outcome) and in the
@@ -156,11 +171,12 @@ msg:
   sample: "hv1: 6 VMs: 1 compliant, 5 non-compliant, 0 unknown; 9 violations; 0 unreachable; pressure high on 1, moderate on 0"
 outcome:
   description:
-    - The hypervisor's outcome - C(status) (V(ok), V(no_vms), V(failed)), C(reason) (empty when ok) and C(stage)
-      (V(gather)). Also in the fact.
+    - The hypervisor's outcome - C(status) (V(ok), V(no_vms), V(failed)), C(reason) (empty when ok), C(stage) (V(gather), or
+      where a recorded O(failure) stopped) and C(run) (this C(ansible-playbook) run). Also in the fact.
   returned: success
   type: dict
-  sample: {"status": "no_vms", "reason": "no VM found (no socket matches /var/run/qemu-server/*.qmp)", "stage": "gather"}
+  sample: {"status": "no_vms", "reason": "no VM found (no socket matches /var/run/qemu-server/*.qmp)", "stage": "gather",
+           "run": "5f0c1e2d3a4b5c6d"}
 summary:
   description: The counts of the fact's records - C(vms), C(unreachable), C(compliant), C(non_compliant), C(unknown),
     C(violations), C(unknown_results), C(by_pressure).
@@ -182,8 +198,8 @@ ansible_facts:
   contains:
     balloon_stats:
       description:
-        - The hypervisor's stats and compliance - C(hypervisor), C(collected_at) (UTC), C(expected_interval), C(status) and
-          C(reason) (as in RV(outcome)), C(outcome), C(empty_globs), C(audit) (how its VMs were found - C(transport),
+        - The hypervisor's stats and compliance - C(hypervisor), C(collected_at) (UTC), C(run) (the run that read the stats),
+          C(expected_interval), C(status) and C(reason) (what the read found), C(outcome) (as RV(outcome): the run's last word), C(empty_globs), C(audit) (how its VMs were found - C(transport),
           C(transport_setting), C(socket_globs), C(vms), C(all_domains), C(libvirt_uri), C(vms_listed), C(vms_read)),
           C(parameters) (the thresholds used), C(rules), C(vms) (one record per VM - the fields of
           M(qmp.balloon.balloon_stats_info)'s RV(qmp.balloon.balloon_stats_info#module:vms) plus C(hypervisor), C(reachable),

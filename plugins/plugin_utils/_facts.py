@@ -15,9 +15,12 @@ outcome (``build_fact``). Every decision here is a plain function with a unit te
 from __future__ import annotations
 
 import datetime
+import hashlib
 import math
+import os
+import socket
 
-from ansible.errors import AnsibleError
+from ansible import constants as C
 
 from ansible_collections.qmp.balloon.plugins.plugin_utils._data import plain
 from ansible_collections.qmp.balloon.plugins.plugin_utils._pressure import DEFAULT_PRESSURE
@@ -65,6 +68,7 @@ ARGUMENT_SPEC = dict(
         (name, dict(type='float', default=value)) for name, value in DEFAULT_PRESSURE.items())),
     rules=dict(type='list', elements='dict', default=[]),
     builtin_rules=dict(type='list', elements='dict'),
+    failure=dict(type='dict', options=dict(reason=dict(type='str', required=True), stage=dict(type='str', default='gather'))),
 )
 
 #: Options that ask for QMP sockets, and for libvirt domains.
@@ -163,6 +167,13 @@ def outcome(records, empty_globs, plan_):
     return {'status': 'no_vms', 'reason': 'no VM found (%s)' % _no_vm_where(plan_, empty_globs), 'stage': 'gather'}
 
 
+def run_id():
+    """This ansible-playbook run, as the same string in each of its workers: the controller and the
+    run's private temporary directory (ansible-core makes one per process, named after its PID, and
+    its workers inherit it)."""
+    return hashlib.sha1(('%s %s' % (socket.gethostname(), os.path.basename(C.DEFAULT_LOCAL_TMP))).encode()).hexdigest()[:16]
+
+
 def _now():
     return datetime.datetime.now(tz=datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
 
@@ -181,9 +192,12 @@ def build_fact(read, params, plan_, hypervisor, previous=None, collected_at=None
                                  pressure_thresholds=pressure)
     empty_globs = read.get('empty_globs') or []
     result = outcome(records, empty_globs, plan_)
+    run = run_id()
+    result['run'] = run
     return {
         'hypervisor': hypervisor,
         'collected_at': collected_at or _now(),
+        'run': run,
         'expected_interval': params['expected_interval'],
         'status': result['status'],
         'reason': result['reason'],
@@ -203,10 +217,26 @@ def build_fact(read, params, plan_, hypervisor, previous=None, collected_at=None
     }
 
 
+def record_failure(previous, failure, hypervisor):
+    """The fact of a hypervisor that failed in this run (``failure``: ``reason`` and ``stage``, the
+    step it stopped at): the previous fact with this outcome, so that its samples still give the next
+    gather its rates and the report tells this run's failure from an old fact; a minimal fact when
+    there is none."""
+    previous = plain(previous) if isinstance(plain(previous), dict) else None
+    result = {'status': 'failed', 'reason': failure['reason'], 'stage': failure['stage'], 'run': run_id()}
+    if previous:
+        fact = dict(previous)
+        fact['outcome'] = result
+        return fact
+    return {'hypervisor': hypervisor, 'collected_at': None, 'run': None, 'status': 'failed', 'reason': failure['reason'],
+            'outcome': result, 'empty_globs': [], 'vms': [], 'summary': balloon_summary([])}
+
+
 def verdict(fact):
     """One sentence for the task's ``msg``: the hypervisor's verdict, as ad hoc prints it."""
-    if fact['status'] != 'ok':
-        return '%s: %s (%s)' % (fact['hypervisor'], fact['status'], fact['reason'])
+    result = fact['outcome']
+    if result['status'] != 'ok':
+        return '%s: %s (%s)' % (fact['hypervisor'], result['status'], result['reason'])
     summary = fact['summary']
     pressure = summary.get('by_pressure') or {}
     return ('%s: %d VM%s: %d compliant, %d non-compliant, %d unknown; %d violation%s; %d unreachable; pressure high on %d, '

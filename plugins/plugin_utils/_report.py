@@ -22,7 +22,8 @@ import os
 import socket
 from collections.abc import Mapping
 
-from ansible_collections.qmp.balloon.plugins.plugin_utils._audit import hostvar, hypervisor_audit
+from ansible_collections.qmp.balloon.plugins.plugin_utils._audit import hypervisor_audit
+from ansible_collections.qmp.balloon.plugins.plugin_utils._facts import run_id
 from ansible_collections.qmp.balloon.plugins.plugin_utils._data import plain as _plain
 from ansible_collections.qmp.balloon.plugins.plugin_utils._records import balloon_summary, vm_state
 from ansible_collections.qmp.balloon.plugins.plugin_utils._rules import SEVERITIES
@@ -43,16 +44,12 @@ def _now_iso():
     return datetime.datetime.now(tz=datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
 
 
-#: Why a host has no fact: Ansible tells the report which hosts dropped out of the play, not why.
+#: Why a host has no fact of this run: Ansible tells the report which hosts dropped out of the
+#: play, not why; the role records every failure of its own in the fact's outcome.
 UNREACHABLE_REASON = 'Ansible could not connect to it, so none of its VMs was read'
-CHECK_PENDING_REASON = ('not read: check mode, and the role would first prepare %s on it (an install), '
-                        'so none of its VMs was read; run without --check to read them')
 FAILED_REASON = 'a task failed on it before its stats were gathered (see that task in the play output), so none of its VMs was read'
-
-
-#: The role's registered module results, in the order its tasks run.
-_MODULE_RESULTS = ('__balloon_stats_probe', '__balloon_stats_libvirt_found', 'balloon_stats_configure_result',
-                   '__balloon_stats_info')
+NOT_GATHERED_REASON = 'the role did not gather its stats in this play (the report entry point ran alone?)'
+FAILED_AFTER_REASON = 'a task failed on it after its stats were gathered (see that task in the play output); its data is kept'
 
 
 def _host_fact(hostvars_host, fact_name):
@@ -64,74 +61,63 @@ def _host_fact(hostvars_host, fact_name):
     return hostvars_host.get(fact_name)
 
 
-def _hypervisor_entry(host, facts, hostvars_host, in_play):
+def _hypervisor_entry(host, facts, hostvars_host, in_play, run):
     """One hypervisor of the report: its status (ok, unreachable, failed, no_vms), reason and how it was audited."""
-    entry, host_vms = _hypervisor_status(host, facts, hostvars_host, in_play)
+    entry, host_vms = hypervisor_status(host, facts, in_play, run)
     # a cached fact left out (stats_from None) does not describe this run's audit either
     entry['audit'] = hypervisor_audit(facts if entry['stats_from'] else None, hostvars_host, host_vms)
     return entry, host_vms
 
 
-# The condition on which the role's read task (tasks/gather_read.yml) is skipped for a hypervisor
-# given no VM; ansible-core names the false condition in the skipped result.
-NO_VM_GIVEN_CONDITION = '__balloon_stats_run.has_vms'
+def _left_out(facts):
+    """What the report says of the stats an old fact holds, which it does not count."""
+    if facts and facts.get('vms'):
+        return '; its last stats (collected at %s, kept in the fact cache) are left out' % (facts.get('collected_at') or 'an unknown time')
+    return ''
 
 
-def _hypervisor_status(host, facts, hostvars_host, in_play):
-    """One hypervisor of the report: its status (ok, unreachable, failed, no_vms) and reason."""
-    pending = hostvar(hostvars_host, '__balloon_stats_check_pending')
-    if pending and in_play:
-        # check mode, prepare would install first: the role read nothing (its read task was
-        # skipped), so a fact from the cache is an earlier run's and is not counted as the fleet's
-        reason = CHECK_PENDING_REASON % pending
-        if facts:
-            reason += '; its last stats (collected at %s, kept in the fact cache) are left out' % (facts.get('collected_at') or 'an unknown time')
-        return {'name': host, 'status': 'failed', 'reason': reason, 'vms': 0, 'failed_vms': 0, 'violations': 0,
-                'non_compliant': 0, 'unknown': 0, 'collected_at': None, 'stats_from': None}, []
+def _entry(host, status, reason, host_vms=(), collected_at=None, stats_from=None):
+    counts = balloon_summary(list(host_vms))
+    return {'name': host, 'status': status, 'reason': reason, 'vms': counts['vms'], 'failed_vms': counts['unreachable'],
+            'violations': counts['violations'], 'non_compliant': counts['non_compliant'], 'unknown': counts['unknown'],
+            'collected_at': collected_at, 'stats_from': stats_from}
+
+
+def hypervisor_status(host, facts, in_play, run):
+    """One hypervisor of the report, from its public fact alone: ``(entry, VM records counted)``.
+
+    ``in_play``: the host is still in the play (not failed, not unreachable); ``run``: this run's id
+    (plugin_utils/_facts.py, run_id). The fact's ``run`` is the run that read its stats, its
+    ``outcome.run`` the run that last gave the hypervisor an outcome (a failure the role recorded,
+    or the read itself).
+    """
+    facts = facts if isinstance(facts, dict) else None
     if not facts:
-        # Only a module's result proves that Ansible reached the host (set_fact runs without
-        # connecting): unreachable when one says so or none ran, failed when one ran or the
-        # role recorded why.
-        results = [hostvars_host.get(key) for key in _MODULE_RESULTS if isinstance(hostvars_host.get(key), dict)]
-        unreachable = any(result.get('unreachable') for result in results)
-        reached = not unreachable and ('__balloon_stats_failure' in hostvars_host
-                                       or any(not result.get('skipped') for result in results))
-        if in_play and not reached:
-            status, reason = 'failed', 'the role did not gather its stats in this play (the report entry point ran alone?)'
-        elif reached or in_play:
-            status, reason = 'failed', hostvars_host.get('__balloon_stats_failure') or FAILED_REASON
-        else:
-            status, reason = 'unreachable', UNREACHABLE_REASON
-        return {'name': host, 'status': status, 'reason': reason, 'vms': 0, 'failed_vms': 0, 'violations': 0,
-                'non_compliant': 0, 'unknown': 0, 'collected_at': None, 'stats_from': None}, []
-    info = hostvars_host.get('__balloon_stats_info')
-    # A read skipped because no VM was given (gather_read.yml's condition) still means the fact was
-    # written in this play (gather_fact.yml runs without a VM); a read skipped for another reason
-    # (balloon_stats_gather false, say) leaves the fact of an earlier run.
-    gathered_now = isinstance(info, dict) and (
-        not info.get('skipped') or NO_VM_GIVEN_CONDITION in str(info.get('false_condition') or ''))
-    if not in_play and not gathered_now:
-        # The fact is an earlier run's, from the fact cache: this run never read the host, so its
-        # old figures are not counted as today's (a report-only play over sliced jobs is in_play).
-        entry, none = _hypervisor_status(host, None, hostvars_host, in_play)
-        if facts.get('vms'):
-            # (a fact without VMs has no stats to leave out: main writes a no_vms fact, then fails the host)
-            entry['reason'] += ('; its last stats (collected at %s, kept in the fact cache) are left out'
-                                % (facts.get('collected_at') or 'an unknown time'))
-        return entry, none
+        if in_play:
+            return _entry(host, 'failed', NOT_GATHERED_REASON), []
+        return _entry(host, 'unreachable', UNREACHABLE_REASON), []
+    outcome = facts.get('outcome') if isinstance(facts.get('outcome'), dict) else {}
+    outcome_now = outcome.get('run') is not None and outcome.get('run') == run
+    read_now = facts.get('run') is not None and facts.get('run') == run
+    failed_before_read = outcome.get('status') == 'failed' and outcome.get('run') != facts.get('run')
+    if failed_before_read and (outcome_now or in_play):
+        # the last outcome is a failure before its stats were read (this run's, or the cached one of a
+        # report-only play): the stats the fact still holds are an earlier run's
+        return _entry(host, 'failed', (outcome.get('reason') or FAILED_REASON) + _left_out(facts)), []
+    if not read_now and not in_play:
+        # dropped out of this run before the role recorded anything: the fact is an earlier run's
+        return _entry(host, 'unreachable', UNREACHABLE_REASON + _left_out(facts)), []
     host_vms = facts.get('vms') or []
-    counts = balloon_summary(host_vms)
     status, reason = facts.get('status'), facts.get('reason') or None
     if status not in HYPERVISOR_STATUSES:
         status, reason = ('no_vms', 'no VM found') if not host_vms else ('ok', None)
-    if not in_play and status != 'failed':
-        status, reason = 'failed', hostvars_host.get('__balloon_stats_failure') or (
-            'a task failed on it after its stats were gathered (see that task in the play output); its data is kept')
-    return {'name': host, 'status': status, 'reason': reason, 'vms': counts['vms'], 'failed_vms': counts['unreachable'],
-            'violations': counts['violations'], 'non_compliant': counts['non_compliant'], 'unknown': counts['unknown'],
-            'collected_at': facts.get('collected_at'),
-            # this_run, or fact_cache: a play that did not gather (tasks_from report after sliced jobs)
-            'stats_from': 'this_run' if gathered_now else 'fact_cache'}, host_vms
+    if outcome_now and outcome.get('status') == 'failed':
+        # failed after its stats were read (its data counts): the sentence the role recorded
+        status, reason = 'failed', outcome.get('reason') or FAILED_AFTER_REASON
+    elif not in_play and status != 'failed':
+        status, reason = 'failed', FAILED_AFTER_REASON
+    # this_run, or fact_cache: a play that did not gather (tasks_from report after sliced jobs)
+    return _entry(host, status, reason, host_vms, facts.get('collected_at'), 'this_run' if read_now else 'fact_cache'), host_vms
 
 
 def _collection_version():
@@ -201,12 +187,13 @@ def balloon_report(hostvars, hosts_all, hosts_ok=None, fact_name='balloon_stats'
     ``previous``: the previous report (its JSON), for the ``since_last_run`` section.
     """
     hosts_ok = set(hosts_all if hosts_ok is None else hosts_ok)
+    run = run_id()
     hypervisors = []
     vms = []
     for host in hosts_all:
         hostvars_host = hostvars.get(host) or {}
         facts = _plain(_host_fact(hostvars_host, fact_name))
-        entry, host_vms = _hypervisor_entry(host, facts, hostvars_host, host in hosts_ok)
+        entry, host_vms = _hypervisor_entry(host, facts, hostvars_host, host in hosts_ok, run)
         hypervisors.append(entry)
         vms.extend(host_vms)
     violations = [violation for vm in vms for violation in vm.get('compliance', {}).get('violations', [])]

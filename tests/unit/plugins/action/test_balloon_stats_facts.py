@@ -63,8 +63,10 @@ def test_the_documented_options_are_the_spec():
         assert doc.get('choices') == spec.get('choices'), name
         assert doc.get('elements') == spec.get('elements'), name
         if 'options' in spec:
-            assert dict((key, value['default']) for key, value in doc['suboptions'].items()) == \
-                dict((key, value['default']) for key, value in spec['options'].items())
+            assert dict((key, (value['type'], value.get('default'), value.get('required', False)))
+                        for key, value in doc['suboptions'].items()) == \
+                dict((key, (value['type'], value.get('default'), value.get('required', False)))
+                     for key, value in spec['options'].items()), name
         elif spec.get('default') is not None:
             assert doc['default'] == spec['default'], name
 
@@ -147,9 +149,10 @@ def build(read, previous=None, **given):
 def test_the_fact_has_the_keys_of_the_role_and_an_outcome():
     fact = build({'vms': [info_vm('vm1'), {'name': 'down', 'endpoint': 'unix:/run/down.qmp', 'failed': True, 'msg': 'x'}]},
                  sockets=['/run/*.qmp'])
-    assert set(fact) == {'hypervisor', 'collected_at', 'expected_interval', 'status', 'reason', 'outcome', 'empty_globs',
+    assert set(fact) == {'hypervisor', 'collected_at', 'run', 'expected_interval', 'status', 'reason', 'outcome', 'empty_globs',
                          'audit', 'parameters', 'rules', 'vms', 'summary'}
-    assert fact['outcome'] == {'status': 'ok', 'reason': '', 'stage': 'gather'}
+    assert fact['outcome'] == {'status': 'ok', 'reason': '', 'stage': 'gather', 'run': _facts.run_id()}
+    assert fact['run'] == _facts.run_id()
     assert fact['audit'] == {'transport': 'qmp', 'transport_setting': 'auto', 'socket_globs': ['/run/*.qmp'], 'vms': [],
                              'all_domains': False, 'libvirt_uri': None, 'vms_listed': 2, 'vms_read': 1}
     assert [vm['name'] for vm in fact['vms']] == ['vm1', 'down']
@@ -183,7 +186,7 @@ def test_rates_come_from_the_previous_fact():
 ])
 def test_the_outcome_of_a_hypervisor_without_vms(given, empty_globs, outcome):
     fact = build({'vms': [], 'empty_globs': empty_globs}, **given)
-    assert fact['outcome'] == outcome
+    assert fact['outcome'] == dict(outcome, run=_facts.run_id())
     assert (fact['status'], fact['reason']) == (outcome['status'], outcome['reason'])
     assert _facts.verdict(fact) == 'hv1: %s (%s)' % (outcome['status'], outcome['reason'])
 
@@ -274,3 +277,27 @@ def test_targets_go_to_the_module_as_given():
     action({'targets': [{'socket': '/run/a.qmp', 'name': 'a'}, {'host': '127.0.0.1', 'port': 4444}]}, recorder).run(
         task_vars={'inventory_hostname': 'hv1'})
     assert recorder.modules[0][1]['targets'] == [{'socket': '/run/a.qmp', 'name': 'a'}, {'host': '127.0.0.1', 'port': 4444}]
+
+
+def test_the_run_is_the_same_in_every_worker_of_one_run_and_differs_between_runs(monkeypatch):
+    first = _facts.run_id()
+    assert _facts.run_id() == first
+    monkeypatch.setattr(_facts.C, 'DEFAULT_LOCAL_TMP', '/root/.ansible/tmp/ansible-local-4242abcdefgh')
+    assert _facts.run_id() != first
+
+
+def test_a_failure_is_recorded_without_reading_and_keeps_the_previous_samples():
+    recorder = Recorder()
+    previous = build({'vms': [info_vm('vm1')]}, sockets=['/run/*.qmp'])
+    previous['run'] = previous['outcome']['run'] = 'an earlier run'
+    result = action({'failure': {'reason': 'No VM found on hv1', 'stage': 'Fail when no VM was found'}}, recorder).run(
+        task_vars={'inventory_hostname': 'hv1', 'ansible_facts': {'balloon_stats': previous}})
+    assert recorder.modules == [] and recorder.commands == [] and result['queried_host'] is False
+    fact = result['ansible_facts']['balloon_stats']
+    assert fact['outcome'] == {'status': 'failed', 'reason': 'No VM found on hv1', 'stage': 'Fail when no VM was found',
+                               'run': _facts.run_id()}
+    assert fact['vms'] == previous['vms'] and fact['run'] == 'an earlier run'
+    assert result['msg'] == 'hv1: failed (No VM found on hv1)'
+    # no previous fact: a fact with no VM
+    fact = action({'failure': {'reason': 'x'}}, recorder).run(task_vars={'inventory_hostname': 'hv2'})['ansible_facts']['balloon_stats']
+    assert (fact['hypervisor'], fact['status'], fact['vms'], fact['run']) == ('hv2', 'failed', [], None)

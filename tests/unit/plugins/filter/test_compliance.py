@@ -16,7 +16,7 @@ import yaml
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.qmp.balloon.plugins.plugin_utils import _pressure, _records, _report, _report_files, _rules
+from ansible_collections.qmp.balloon.plugins.plugin_utils import _facts, _pressure, _records, _report, _report_files, _rules
 from ansible_collections.qmp.balloon.plugins.filter.jmespath import jmespath_query
 
 GIB = 1024 ** 3
@@ -155,7 +155,7 @@ def test_report_lists_every_host_and_counts():
                 'hv2': {'balloon_stats': {'vms': hv2, 'collected_at': 'T2', 'status': 'ok'}},
                 'hv3': {},
                 'hv4': {'balloon_stats': {'vms': [], 'status': 'no_vms', 'reason': 'no VM found (no socket matches /run/x/*.qmp)'}},
-                'hv5': {'__balloon_stats_discovered': {}, '__balloon_stats_failure': 'No VM found on hv5: ... (balloon_stats_require_vms is true)'},
+                'hv5': {'balloon_stats': failed_now('No VM found on hv5: ... (balloon_stats_require_vms is true)')},
                 'hv6': {'balloon_stats': {'vms': [], 'status': 'failed',
                                           'reason': 'sockets[0]: /run/typo/*.qmp matches nothing: the directory /run/typo does not exist on this host'}}}
     report = _report.balloon_report(hostvars, ['hv1', 'hv2', 'hv3', 'hv4', 'hv5', 'hv6'], ['hv1', 'hv2', 'hv4', 'hv6'])
@@ -332,6 +332,18 @@ def test_pressure_thresholds_are_checked():
 
 # ---- the report: rules table, provenance, since last run, findings ----
 
+def read_now(fact):
+    """A fact the gather action wrote in this run."""
+    run = _facts.run_id()
+    return dict(fact, run=run, outcome={'status': fact.get('status', 'ok'), 'reason': fact.get('reason') or '',
+                                        'stage': 'gather', 'run': run})
+
+
+def failed_now(reason):
+    """The fact of a hypervisor that failed in this run before anything was read (none before)."""
+    return _facts.record_failure(None, {'reason': reason, 'stage': 'check'}, 'hv')
+
+
 def _fleet_report(vms, previous=None, hosts=('hv1',), hosts_ok=None):
     records = _records.balloon_compliance(vms, rules=BUILTIN, hypervisor='hv1', expected_interval=10, min_available_percent=10)
     facts = {'vms': records, 'status': 'ok', 'rules': BUILTIN,
@@ -412,17 +424,22 @@ def test_a_limited_run_compares_only_the_hypervisors_both_runs_audited():
     assert again['not_in_previous'] == ['hv1']
 
 
-@pytest.mark.parametrize('hostvars_host, status', [
-    # set_fact runs without connecting: discovery alone proves nothing
-    ({'__balloon_stats_discovered': {}, '__balloon_stats_prepared': {'key': 1},
-      '__balloon_stats_probe': {'unreachable': True, 'msg': 'ssh: connect to host 127.0.0.1 port 1'}}, 'unreachable'),
-    ({'__balloon_stats_discovered': {}}, 'unreachable'),
-    ({'__balloon_stats_probe': {'changed': False}, '__balloon_stats_info': {'failed': True, 'msg': 'x'}}, 'failed'),
-    ({'__balloon_stats_failure': 'No VM found on hv2'}, 'failed'),
+@pytest.mark.parametrize('hostvars_host, status, reason', [
+    # no fact, or only an earlier run's: the role recorded nothing in this run, so it never ran there
+    ({}, 'unreachable', _report.UNREACHABLE_REASON),
+    ({'balloon_stats': {'vms': [], 'status': 'no_vms', 'run': 'an earlier run',
+                        'outcome': {'status': 'no_vms', 'run': 'an earlier run'}}}, 'unreachable', _report.UNREACHABLE_REASON),
+    # private variables of the role say nothing to the report
+    ({'__balloon_stats_failure': 'No VM found on hv2', '__balloon_stats_info': {'failed': True, 'msg': 'x'}}, 'unreachable',
+     _report.UNREACHABLE_REASON),
+    # a failure the role recorded in this run
+    ({'balloon_stats': None}, 'failed', 'No VM found on hv2'),
 ])
-def test_a_host_without_facts_is_unreachable_unless_a_module_reached_it(hostvars_host, status):
+def test_a_host_without_an_outcome_of_this_run_is_unreachable(hostvars_host, status, reason):
+    if 'balloon_stats' in hostvars_host and hostvars_host['balloon_stats'] is None:
+        hostvars_host = {'balloon_stats': failed_now('No VM found on hv2')}
     report = _report.balloon_report({'hv2': hostvars_host}, ['hv2'], [], provenance={'check_mode': False})
-    assert report['hypervisors'][0]['status'] == status
+    assert (report['hypervisors'][0]['status'], report['hypervisors'][0]['reason']) == (status, reason)
 
 
 @pytest.mark.parametrize('data, expression, expected', [
@@ -442,7 +459,7 @@ def test_jmespath_filter_bad_expression(expression):
 
 def test_report_keeps_the_data_of_a_host_that_failed_after_gathering():
     records = _records.balloon_compliance([vm('a')], rules=BUILTIN, hypervisor='hv1', expected_interval=10, min_available_percent=10)
-    gathered = {'balloon_stats': {'vms': records}, '__balloon_stats_info': {'changed': False, 'vms': []}}
+    gathered = {'balloon_stats': read_now({'vms': records, 'status': 'ok'})}
     report = _report.balloon_report({'hv1': gathered, 'hv2': {}}, ['hv1', 'hv2'], [])
     statuses = dict((h['name'], h['status']) for h in report['hypervisors'])
     assert statuses == {'hv1': 'failed', 'hv2': 'unreachable'}
@@ -451,6 +468,10 @@ def test_report_keeps_the_data_of_a_host_that_failed_after_gathering():
     assert [v['name'] for v in report['vms']] == ['a']
     assert report['summary']['hypervisors_failed'] == 1
     assert report['summary']['hypervisors_unreachable'] == 1
+    # with the failure the role recorded after the read: its sentence, the data still counted
+    recorded = {'balloon_stats': _facts.record_failure(gathered['balloon_stats'], {'reason': 'export failed', 'stage': 'export'}, 'hv1')}
+    [entry] = _report.balloon_report({'hv1': recorded}, ['hv1'], [])['hypervisors']
+    assert (entry['status'], entry['reason'], entry['vms'], entry['stats_from']) == ('failed', 'export failed', 1, 'this_run')
 
 
 def test_records_keep_the_diagnosis_and_the_csv_its_advice():
@@ -488,16 +509,14 @@ def test_an_earlier_runs_cached_fact_is_not_counted_for_a_host_this_run_did_not_
 
 
 def test_a_fact_written_without_a_vm_given_is_this_runs():
-    """A hypervisor given no VM: the read is skipped on the role's has_vms condition, but the no_vms
-    fact is this play's (gather_fact.yml runs); a read skipped for another reason keeps fact_cache."""
-    fact = {'balloon_stats': {'vms': [], 'status': 'no_vms', 'reason': 'no VM found (no socket matches )',
-                              'collected_at': '2026-11-30T10:00:00Z'}}
-    skipped = {'changed': False, 'skipped': True, 'skip_reason': 'Conditional result was False'}
-    no_vm = dict(fact, __balloon_stats_info=dict(skipped, false_condition=_report.NO_VM_GIVEN_CONDITION))
-    [entry] = _report.balloon_report({'hv1': no_vm}, ['hv1'], provenance={'check_mode': False})['hypervisors']
+    """A hypervisor given no VM: no module ran, but the no_vms fact is this run's; the same fact of an
+    earlier run (a play that did not gather) is fact_cache."""
+    fact = {'vms': [], 'status': 'no_vms', 'reason': 'no VM found (no socket matches )', 'collected_at': '2026-11-30T10:00:00Z'}
+    [entry] = _report.balloon_report({'hv1': {'balloon_stats': read_now(fact)}}, ['hv1'],
+                                     provenance={'check_mode': False})['hypervisors']
     assert (entry['status'], entry['stats_from']) == ('no_vms', 'this_run')
-    not_gathered = dict(fact, __balloon_stats_info=dict(skipped, false_condition='balloon_stats_gather | bool'))
-    [entry] = _report.balloon_report({'hv1': not_gathered}, ['hv1'], provenance={'check_mode': False})['hypervisors']
+    earlier = dict(fact, run='an earlier run', outcome={'status': 'no_vms', 'run': 'an earlier run'})
+    [entry] = _report.balloon_report({'hv1': {'balloon_stats': earlier}}, ['hv1'], provenance={'check_mode': False})['hypervisors']
     assert (entry['status'], entry['stats_from']) == ('no_vms', 'fact_cache')
 
 
@@ -566,7 +585,7 @@ def test_csv_has_one_row_per_hypervisor_not_audited():
     records = _records.balloon_compliance([vm('a')], rules=BUILTIN, hypervisor='hv1', expected_interval=10, min_available_percent=10)
     hostvars = {'hv1': {'balloon_stats': {'vms': records, 'status': 'ok'}},
                 'hv2': {'balloon_stats': {'vms': [], 'status': 'no_vms', 'reason': 'no VM found (no socket matches /x/*.qmp)'}},
-                'hv3': {'__balloon_stats_failure': 'No VM found on hv3'}, 'hv4': {}}
+                'hv3': {'balloon_stats': failed_now('No VM found on hv3')}, 'hv4': {}}
     report = _report.balloon_report(hostvars, ['hv1', 'hv2', 'hv3', 'hv4'], ['hv1', 'hv2', 'hv3'])
     text = _report_files.balloon_report_csv(report)
     rows = list(csv.DictReader(io.StringIO(text)))
@@ -679,10 +698,8 @@ def test_gathered_id_tells_reports_of_the_same_gathers_apart():
     records = _records.balloon_compliance([vm('a')], rules=BUILTIN, hypervisor='hv1', expected_interval=10, min_available_percent=10)
 
     def host(collected_at, gathered=True):
-        facts = {'balloon_stats': {'vms': records, 'status': 'ok', 'collected_at': collected_at}}
-        if gathered:
-            facts['__balloon_stats_info'] = {'changed': False, 'vms': []}
-        return facts
+        fact = {'vms': records, 'status': 'ok', 'collected_at': collected_at}
+        return {'balloon_stats': read_now(fact) if gathered else fact}
     first = _report.balloon_report({'hv1': host('T1'), 'hv2': host('T2')}, ['hv1', 'hv2'], provenance={'check_mode': False})
     again = _report.balloon_report({'hv1': host('T1'), 'hv2': host('T2')}, ['hv1', 'hv2'], provenance={'check_mode': False},
                                    previous=first)
@@ -709,7 +726,7 @@ def test_report_reads_the_fact_from_ansible_facts_when_facts_are_not_variables()
     """INJECT_FACTS_AS_VARS off (ansible-core's coming default), or the fact cache: only ansible_facts holds it."""
     records = _records.balloon_compliance([vm('a')], rules=BUILTIN, hypervisor='hv1', expected_interval=10, min_available_percent=10)
     facts = {'vms': records, 'status': 'ok', 'rules': BUILTIN, 'collected_at': 'T1'}
-    hostvars = {'hv1': {'ansible_facts': {'balloon_stats': facts}, '__balloon_stats_info': {'changed': False, 'vms': []}}}
+    hostvars = {'hv1': {'ansible_facts': {'balloon_stats': read_now(facts)}}}
     report = _report.balloon_report(hostvars, ['hv1'], ['hv1'], provenance={'check_mode': False})
     assert report['hypervisors'][0]['status'] == 'ok' and report['summary']['vms'] == 1
     assert [rule['name'] for rule in report['rules']] == [rule['name'] for rule in BUILTIN]
@@ -719,9 +736,11 @@ def test_report_reads_the_fact_from_ansible_facts_when_facts_are_not_variables()
 def test_a_host_not_read_in_check_mode_is_not_counted_with_a_cached_fact(cached):
     """check mode, prepare would install first: the read is skipped, so nothing of this run describes the host."""
     records = _records.balloon_compliance([vm('a')], rules=BUILTIN, hypervisor='hv1', expected_interval=10, min_available_percent=10)
-    host = {'__balloon_stats_check_pending': '/opt/qmp-balloon', '__balloon_stats_info': {'skipped': True, 'changed': False}}
-    if cached:
-        host['ansible_facts'] = {'balloon_stats': {'vms': records, 'status': 'ok', 'collected_at': '2026-11-29T10:00:00Z'}}
+    previous = {'vms': records, 'status': 'ok', 'collected_at': '2026-11-29T10:00:00Z'} if cached else None
+    # the role records this sentence (roles/balloon_stats/vars/main.yml) instead of reading
+    pending = ('not read: check mode, and the role would first prepare /opt/qmp-balloon on it (an install), '
+               'so none of its VMs was read; run without --check to read them')
+    host = {'ansible_facts': {'balloon_stats': _facts.record_failure(previous, {'reason': pending, 'stage': 'prepare'}, 'hv1')}}
     report = _report.balloon_report({'hv1': host}, ['hv1'], ['hv1'], provenance={'check_mode': True})
     entry = report['hypervisors'][0]
     assert entry['status'] == 'failed' and entry['stats_from'] is None and report['summary']['vms'] == 0
@@ -732,7 +751,8 @@ def test_a_host_not_read_in_check_mode_is_not_counted_with_a_cached_fact(cached)
 
 def test_a_failed_host_whose_fact_has_no_vms_has_no_stats_left_out():
     """main writes a no_vms fact for a hypervisor without VMs, then fails it (balloon_stats_require_vms)."""
-    host = {'ansible_facts': {'balloon_stats': {'vms': [], 'status': 'no_vms', 'collected_at': 'T9'}},
-            '__balloon_stats_failure': 'No VM found on hv1: balloon_stats_vms is empty'}
+    fact = read_now({'vms': [], 'status': 'no_vms', 'collected_at': 'T9'})
+    host = {'ansible_facts': {'balloon_stats': _facts.record_failure(
+        fact, {'reason': 'No VM found on hv1: balloon_stats_vms is empty', 'stage': 'no_vm'}, 'hv1')}}
     entry = _report.balloon_report({'hv1': host}, ['hv1'], [], provenance={'check_mode': False})['hypervisors'][0]
     assert entry['status'] == 'failed' and entry['reason'] == 'No VM found on hv1: balloon_stats_vms is empty'
