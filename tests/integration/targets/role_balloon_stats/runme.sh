@@ -166,7 +166,7 @@ step audit
 # 7: the same fleet again: the report's findings did not change, so nothing is changed
 # (--tags: the role's phases are tags; configure and prepare are not run, gather runs its own prepare)
 run 0 "${work}/audit_same.log" audit_again.yml "${common[@]}" -e rbs_expect=same --tags gather,report
-grep -q 'TASK \[qmp.balloon.balloon_stats : Read the stats of every VM of this hypervisor\]' "${work}/audit_same.log"
+grep -q 'TASK \[qmp.balloon.balloon_stats : Gather the stats of every VM of this hypervisor as the fact balloon_stats\]' "${work}/audit_same.log"
 if grep -q 'TASK \[qmp.balloon.balloon_stats : Set the polling interval' "${work}/audit_same.log"; then
     exit 1
 fi
