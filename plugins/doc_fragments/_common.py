@@ -48,7 +48,7 @@ options:
     description:
       - Many VMs in one task, handled concurrently (see O(concurrency)).
       - Mutually exclusive with O(socket), O(host), O(port), O(name) and O(qom_path), and with O(domain) and O(all_domains).
-      - Results come in RV(vms) in the same order.
+      - Results come in C(vms) in the same order.
       - With O(transport=qmp) each entry has O(targets[].socket) or O(targets[].host); with O(transport=libvirt),
         O(targets[].domain).
     type: list
@@ -88,7 +88,7 @@ options:
         (a symlinked directory) or two overlapping globs do not list a VM twice. Matches of each entry are sorted by path.
       - A glob whose directory does not exist, or that matches no socket, fails the task with one sentence before any VM
         is touched, unless O(allow_empty=true).
-      - Always a batch (results in RV(vms)), even for one match. May be combined with O(targets); the VMs of O(targets) come
+      - Always a batch (results in C(vms)), even for one match. May be combined with O(targets); the VMs of O(targets) come
         first, and a socket listed there is not repeated. Mutually exclusive with O(socket), O(host), O(port), O(name)
         and O(qom_path). Transport qmp only.
       - "Ad hoc, every VM of a Proxmox VE hypervisor: C(ansible pve -b -m qmp.balloon.balloon_stats_info -a 'sockets=/var/run/qemu-server/*.qmp')."
@@ -158,7 +158,7 @@ options:
   fail_on_error:
     description:
       - When V(true), the task fails if any VM could not be handled, after every other VM was handled.
-      - When V(false), the task succeeds; failed VMs carry RV(vms[].failed) and RV(vms[].msg) and a warning.
+      - When V(false), the task succeeds; failed VMs carry C(vms[].failed) and C(vms[].msg) and a warning.
     type: bool
     default: true
   transport:
@@ -186,7 +186,7 @@ options:
   all_domains:
     description:
       - With O(transport=libvirt), handle every active domain (running or paused) of O(libvirt_uri), listed
-        and read in one libvirt call; results in RV(vms) sorted by domain name. Shut-off domains are not included.
+        and read in one libvirt call; results in C(vms) sorted by domain name. Shut-off domains are not included.
       - Mutually exclusive with O(domain), O(targets) and O(name).
     type: bool
     default: false

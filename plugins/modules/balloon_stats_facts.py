@@ -175,6 +175,19 @@ outcome:
       where a recorded O(failure) stopped) and C(run) (this C(ansible-playbook) run). Also in the fact.
   returned: success
   type: dict
+  contains:
+    status:
+      description: V(ok), V(no_vms) or V(failed).
+      type: str
+    reason:
+      description: Why, in one sentence; empty when V(ok).
+      type: str
+    stage:
+      description: V(gather), or where a recorded O(failure) stopped.
+      type: str
+    run:
+      description: The C(ansible-playbook) run that gave this outcome.
+      type: str
   sample: {"status": "no_vms", "reason": "no VM found (no socket matches /var/run/qemu-server/*.qmp)", "stage": "gather",
            "run": "5f0c1e2d3a4b5c6d"}
 summary:
@@ -199,7 +212,8 @@ ansible_facts:
     balloon_stats:
       description:
         - The hypervisor's stats and compliance - C(hypervisor), C(collected_at) (UTC), C(run) (the run that read the stats),
-          C(expected_interval), C(status) and C(reason) (what the read found), C(outcome) (as RV(outcome): the run's last word), C(empty_globs), C(audit) (how its VMs were found - C(transport),
+          C(expected_interval), C(status) and C(reason) (what the read found), C(outcome) (as RV(outcome), the last word of
+          the last run), C(empty_globs), C(audit) (how its VMs were found - C(transport),
           C(transport_setting), C(socket_globs), C(vms), C(all_domains), C(libvirt_uri), C(vms_listed), C(vms_read)),
           C(parameters) (the thresholds used), C(rules), C(vms) (one record per VM - the fields of
           M(qmp.balloon.balloon_stats_info)'s RV(qmp.balloon.balloon_stats_info#module:vms) plus C(hypervisor), C(reachable),

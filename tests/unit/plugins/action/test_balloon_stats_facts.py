@@ -63,10 +63,10 @@ def test_the_documented_options_are_the_spec():
         assert doc.get('choices') == spec.get('choices'), name
         assert doc.get('elements') == spec.get('elements'), name
         if 'options' in spec:
-            assert dict((key, (value['type'], value.get('default'), value.get('required', False)))
-                        for key, value in doc['suboptions'].items()) == \
-                dict((key, (value['type'], value.get('default'), value.get('required', False)))
-                     for key, value in spec['options'].items()), name
+            documented_suboptions = dict((key, (value['type'], value.get('default'), value.get('required', False)))
+                                         for key, value in doc['suboptions'].items())
+            assert documented_suboptions == dict((key, (value['type'], value.get('default'), value.get('required', False)))
+                                                 for key, value in spec['options'].items()), name
         elif spec.get('default') is not None:
             assert doc['default'] == spec['default'], name
 
@@ -164,11 +164,11 @@ def test_the_fact_has_the_keys_of_the_role_and_an_outcome():
 
 
 def test_rates_come_from_the_previous_fact():
-    before = build({'vms': [info_vm('vm1', last_update=1000, stats={'total_memory': 4 * GIB, 'available_memory': 2 * GIB,
-                                                                      'major_faults': 100})]}, sockets=['/run/*.qmp'])
-    after = build({'vms': [info_vm('vm1', last_update=1010, stats={'total_memory': 4 * GIB, 'available_memory': 2 * GIB,
-                                                                     'major_faults': 200})]}, previous=before,
-                  sockets=['/run/*.qmp'])
+    def sample(last_update, major_faults):
+        return info_vm('vm1', last_update=last_update,
+                       stats={'total_memory': 4 * GIB, 'available_memory': 2 * GIB, 'major_faults': major_faults})
+    before = build({'vms': [sample(1000, 100)]}, sockets=['/run/*.qmp'])
+    after = build({'vms': [sample(1010, 200)]}, previous=before, sockets=['/run/*.qmp'])
     assert after['vms'][0]['rates']['major_faults'] == 10.0
 
 
