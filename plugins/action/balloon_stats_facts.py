@@ -56,13 +56,13 @@ class ActionModule(ActionBase):
         params = validation.validated_parameters
         hypervisor = params['hypervisor'] or task_vars.get('inventory_hostname')
         previous = (task_vars.get('ansible_facts') or {}).get('balloon_stats')
+        problems = _facts.option_problems(params, self._task.args)
+        if problems:
+            return {'failed': True, 'msg': _facts.INVALID + '; '.join(problems)}
         if params['failure']:
             fact = _facts.record_failure(previous, params['failure'], hypervisor)
             return {'changed': False, 'ansible_facts': {'balloon_stats': fact}, 'msg': _facts.verdict(fact),
                     'outcome': fact['outcome'], 'queried_host': False}
-        problems = _facts.option_problems(params)
-        if problems:
-            return {'failed': True, 'msg': _facts.INVALID + '; '.join(problems)}
         # only what the task gave goes to the module (AnsibleModule counts a key given as None as given);
         # an empty list is none given (the role passes its empty selections as they are)
         given = dict((key, params[key]) for key in self._task.args
@@ -75,8 +75,7 @@ class ActionModule(ActionBase):
         try:
             plan = _facts.plan(params, given, self._libvirt_sockets_found)
         except AnsibleError as exc:
-            return {'failed': True, 'msg': 'qmp.balloon.balloon_stats_facts on %s: %s'
-                    % (task_vars.get('inventory_hostname'), exc)}
+            return {'failed': True, 'msg': str(exc)}
 
         queried = plan['module_args'] is not None
         if not queried:

@@ -25,7 +25,8 @@ description:
   - A glob of O(sockets) that matches nothing makes a hypervisor without VMs (RV(outcome.status=no_vms)), and a glob whose
     directory does not exist a C(failed) one (a typo, another platform's path); the VMs other globs found are still read.
   - Selection, connection and TLS options are those of M(qmp.balloon.balloon_stats_info) and are passed to it, except
-    O(transport), which also takes V(auto), and O(allow_empty), which is always true here.
+    O(transport), which also takes V(auto), O(fail_on_error), false by default here, and O(allow_empty), which does not
+    apply.
   - The module runs with the task's Python (C(ansible_python_interpreter)); the role sets the one its C(prepare) chose.
 author:
   - qmp.balloon maintainers (@qmp-balloon)
@@ -88,10 +89,20 @@ options:
       - Compliance rules added to the built-in ones, each a dict with C(name), C(query) (a JMESPath expression over the VM
         record, true when compliant, null when it cannot be judged), C(severity) (V(critical), V(warning), V(info)), and
         optionally C(description), C(severity_query) and C(always) (also judged when the VM could not be read).
-      - The collection's docs/report.md lists the record's fields.
+      - The filter P(qmp.balloon.balloon_compliance#filter) documents the rule format and the record's fields.
     type: list
     elements: dict
     default: []
+  fail_on_error:
+    description:
+      - Whether a VM that cannot be read fails the task (no fact is set then). By default it is a record with
+        C(reachable=false) that the rule C(reachable) fails, and the other VMs are judged.
+    type: bool
+    default: false
+  allow_empty:
+    description:
+      - Does not apply here (giving it fails the task) - a glob that matches nothing makes a hypervisor without VMs.
+    type: bool
   builtin_rules:
     description:
       - Replaces the built-in rules (C(reachable), C(polling_interval), C(driver_reporting), C(data_fresh),

@@ -21,6 +21,7 @@ import os
 import socket
 
 from ansible import constants as C
+from ansible.errors import AnsibleError
 
 from ansible_collections.qmp.balloon.plugins.plugin_utils._data import plain
 from ansible_collections.qmp.balloon.plugins.plugin_utils._pressure import DEFAULT_PRESSURE
@@ -68,6 +69,8 @@ ARGUMENT_SPEC = dict(
         (name, dict(type='float', default=value)) for name, value in DEFAULT_PRESSURE.items())),
     rules=dict(type='list', elements='dict', default=[]),
     builtin_rules=dict(type='list', elements='dict'),
+    # a VM that cannot be read is a record (reachable false, rule reachable fails), not the task's failure
+    fail_on_error=dict(type='bool', default=False),
     failure=dict(type='dict', options=dict(reason=dict(type='str', required=True), stage=dict(type='str', default='gather'))),
 )
 
@@ -76,9 +79,13 @@ _QMP_SELECTION = ('socket', 'host', 'sockets')
 _LIBVIRT_SELECTION = ('domain', 'all_domains')
 
 
-def option_problems(params):
-    """One sentence per option out of its range (the spec checks the types)."""
+def option_problems(params, given=()):
+    """One sentence per option out of its range (the spec checks the types); ``given``: the options the
+    task gave."""
     problems = []
+    if 'allow_empty' in given:
+        problems.append('allow_empty does not apply to balloon_stats_facts: a glob that matches nothing makes a hypervisor '
+                        'without VMs (outcome no_vms), or a failed one when its directory does not exist')
     pressure = params['pressure'] or {}
     for label, value in (('min_available_percent', params['min_available_percent']),
                          ('pressure.headroom_high', pressure['headroom_high']),
@@ -123,11 +130,20 @@ def plan(params, given, lookup):
     ``given``: the common options the task gave (only those go to the module). A glob that matches
     nothing is a hypervisor without VMs here (``allow_empty``); the outcome says why.
     """
-    check_rules(rules_of(params))
-    transport = choose_transport(params, lookup)
+    try:
+        check_rules(rules_of(params))
+    except AnsibleError as exc:
+        raise AnsibleError(INVALID + str(exc))
+    looked = []
+
+    def looking(paths):
+        looked.extend(paths)
+        return lookup(paths)
+    transport = choose_transport(params, looking)
     args = dict((key, value) for key, value in given.items()
                 if key not in ('transport', 'allow_empty', 'all_domains', 'libvirt_uri'))
     args['transport'] = transport
+    args['fail_on_error'] = params['fail_on_error']
     single = any(params.get(key) for key in ('socket', 'host', 'domain'))
     socket_globs = list(params['sockets'] or []) if transport == 'qmp' else []
     all_domains = transport == 'libvirt' and (params['all_domains'] or (not single and not params['targets']))
@@ -140,7 +156,8 @@ def plan(params, given, lookup):
         args['allow_empty'] = True
     has_vms = single or bool(params['targets']) or bool(socket_globs) or all_domains
     return {'transport': transport, 'transport_setting': params['transport'], 'socket_globs': socket_globs,
-            'all_domains': all_domains, 'libvirt_uri': args.get('libvirt_uri'), 'module_args': args if has_vms else None}
+            'all_domains': all_domains, 'libvirt_uri': args.get('libvirt_uri'), 'libvirt_sockets_looked_for': looked,
+            'module_args': args if has_vms else None}
 
 
 def _no_vm_where(plan_, empty_globs):
@@ -151,6 +168,8 @@ def _no_vm_where(plan_, empty_globs):
     if missing:
         return '; '.join('%s matches nothing: the directory %s does not exist on this host' % (entry['glob'], entry['directory'])
                          for entry in missing)
+    if not plan_['socket_globs'] and plan_.get('libvirt_sockets_looked_for'):
+        return 'no socket glob is given, and libvirt is not there (none of %s exists)' % ', '.join(plan_['libvirt_sockets_looked_for'])
     if not plan_['socket_globs']:
         return 'no socket glob is given'
     return 'no socket matches %s' % ', '.join(plan_['socket_globs'])
@@ -240,7 +259,8 @@ def verdict(fact):
     summary = fact['summary']
     pressure = summary.get('by_pressure') or {}
     return ('%s: %d VM%s: %d compliant, %d non-compliant, %d unknown; %d violation%s; %d unreachable; pressure high on %d, '
-            'moderate on %d' % (fact['hypervisor'], summary['vms'], '' if summary['vms'] == 1 else 's', summary['compliant'],
-                                summary['non_compliant'], summary['unknown'], summary['violations'],
-                                '' if summary['violations'] == 1 else 's', summary['unreachable'],
-                                pressure.get('high', 0), pressure.get('moderate', 0)))
+            'moderate on %d, unknown on %d' % (fact['hypervisor'], summary['vms'], '' if summary['vms'] == 1 else 's',
+                                               summary['compliant'], summary['non_compliant'], summary['unknown'],
+                                               summary['violations'], '' if summary['violations'] == 1 else 's',
+                                               summary['unreachable'], pressure.get('high', 0), pressure.get('moderate', 0),
+                                               pressure.get('unknown', 0)))

@@ -58,6 +58,10 @@ def vm_record(vm, hypervisor=None, expected_interval=None, min_available_percent
     # the report's used %: what the rules check (not the module's used_percent, total - free)
     record['unavailable_percent'] = None if record['available_percent'] is None else round(100.0 - record['available_percent'], 1)
     record['rates'] = rates(record if record['reachable'] else None, previous)
+    if not record['reachable'] and previous and previous.get('last_update'):
+        # one read that failed (a busy monitor) must not cost the next gather its rates: the last
+        # sample read is kept, and samples_by_identity gives it back
+        record['last_sample'] = {'last_update': previous.get('last_update'), 'stats': previous.get('stats') or {}}
     if not record['reachable'] or record['health'] == NO_BALLOON:
         why = 'the VM could not be read' if not record['reachable'] else 'the VM has no balloon device'
         record['pressure'] = {'verdict': 'unknown', 'reasons': ['no stats: ' + why], 'headroom_percent': None}
@@ -67,11 +71,13 @@ def vm_record(vm, hypervisor=None, expected_interval=None, min_available_percent
 
 
 def samples_by_identity(previous):
-    """The previous samples by VM identity (its endpoint: socket path, HOST:PORT or libvirt domain)."""
+    """The previous samples by VM identity (its endpoint: socket path, HOST:PORT or libvirt domain);
+    for a VM the previous gather could not read, the last sample read before (``last_sample``)."""
     samples = {}
     for vm in _plain(previous) or []:
         if isinstance(vm, dict) and vm.get('endpoint'):
-            samples[vm['endpoint']] = vm
+            unread = not vm.get('reachable', True) and isinstance(vm.get('last_sample'), dict)
+            samples[vm['endpoint']] = vm['last_sample'] if unread else vm
     return samples
 
 

@@ -111,8 +111,9 @@ def hypervisor_status(host, facts, in_play, run):
     status, reason = facts.get('status'), facts.get('reason') or None
     if status not in HYPERVISOR_STATUSES:
         status, reason = ('no_vms', 'no VM found') if not host_vms else ('ok', None)
-    if outcome_now and outcome.get('status') == 'failed':
-        # failed after its stats were read (its data counts): the sentence the role recorded
+    if outcome.get('status') == 'failed':
+        # failed after its stats were read (its data counts): the sentence the role recorded, in this
+        # run or (a report-only play over the fact cache) in the run that read them
         status, reason = 'failed', outcome.get('reason') or FAILED_AFTER_REASON
     elif not in_play and status != 'failed':
         status, reason = 'failed', FAILED_AFTER_REASON

@@ -33,6 +33,10 @@ INTERVAL_RULES = ('at_most', 'exact')
 NO_BALLOON = 'no_balloon_device'
 
 
+#: The keys a rule may have: a misspelt one (``sevrity``) would silently change nothing.
+RULE_KEYS = ('name', 'query', 'severity', 'severity_query', 'description', 'always')
+
+
 def check_rules(rules):
     """The rules (dicts with name, query and optionally severity, severity_query, description, always)
     checked and compiled, in order; a bad rule is refused with an AnsibleFilterError naming it."""
@@ -51,6 +55,10 @@ def check_rules(rules):
         if name in seen:
             raise AnsibleFilterError('rule name %r is used twice' % name)
         seen.add(name)
+        unknown = sorted(str(key) for key in rule if key not in RULE_KEYS)
+        if unknown:
+            raise AnsibleFilterError('rule %r: unknown key%s %s (a rule has %s)'
+                                     % (name, '' if len(unknown) == 1 else 's', ', '.join(unknown), ', '.join(RULE_KEYS)))
         if not query or not isinstance(query, str):
             raise AnsibleFilterError('rule %r has no query (a JMESPath expression)' % name)
         severity = rule.get('severity', 'warning')

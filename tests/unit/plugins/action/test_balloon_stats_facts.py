@@ -56,7 +56,8 @@ def test_the_builtin_rules_are_the_roles_default():
 
 def test_the_documented_options_are_the_spec():
     documented = yaml.safe_load(stub.DOCUMENTATION)['options']
-    assert set(documented) == set(_facts.ARGUMENT_SPEC)
+    # allow_empty is documented as refused (it is one of the common options)
+    assert set(documented) == set(_facts.ARGUMENT_SPEC) | {'allow_empty'}
     for name, spec in _facts.ARGUMENT_SPEC.items():
         doc = documented[name]
         assert doc['type'] == spec['type'], name
@@ -124,13 +125,15 @@ def test_transport_auto(given, found, transport, all_domains):
 def test_the_module_gets_only_what_was_given_and_a_glob_may_match_nothing():
     given = {'sockets': ['/run/vms/*.qmp'], 'timeout': 2.0, 'libvirt_uri': 'qemu:///system', 'transport': 'auto'}
     plan = _facts.plan(params(**given), given, no_lookup)
-    assert plan['module_args'] == {'sockets': ['/run/vms/*.qmp'], 'timeout': 2.0, 'transport': 'qmp', 'allow_empty': True}
+    assert plan['module_args'] == {'sockets': ['/run/vms/*.qmp'], 'timeout': 2.0, 'transport': 'qmp', 'allow_empty': True,
+                                   'fail_on_error': False}
 
 
 def test_libvirt_reads_every_domain_with_the_uri():
     given = {'transport': 'libvirt', 'libvirt_uri': 'qemu+ssh://x/system'}
     plan = _facts.plan(params(**given), given, no_lookup)
-    assert plan['module_args'] == {'transport': 'libvirt', 'libvirt_uri': 'qemu+ssh://x/system', 'all_domains': True}
+    assert plan['module_args'] == {'transport': 'libvirt', 'libvirt_uri': 'qemu+ssh://x/system', 'all_domains': True,
+                                   'fail_on_error': False}
 
 
 def test_no_vm_given_is_no_module_call():
@@ -160,7 +163,8 @@ def test_the_fact_has_the_keys_of_the_role_and_an_outcome():
     assert fact['vms'][1]['compliance']['violations'][0]['rule'] == 'reachable'
     assert fact['summary']['vms'] == 2 and fact['summary']['unreachable'] == 1
     assert fact['rules'] == _facts.BUILTIN_RULES
-    assert _facts.verdict(fact).startswith('hv1: 2 VMs: 1 compliant, 1 non-compliant, 0 unknown; 1 violation;')
+    assert _facts.verdict(fact) == ('hv1: 2 VMs: 1 compliant, 1 non-compliant, 0 unknown; 1 violation; 1 unreachable; '
+                                    'pressure high on 0, moderate on 0, unknown on 1')
 
 
 def test_rates_come_from_the_previous_fact():
@@ -178,6 +182,9 @@ def test_rates_come_from_the_previous_fact():
     ({'transport': 'qmp'}, [], {'status': 'no_vms', 'reason': 'no VM found (no socket glob is given)', 'stage': 'gather'}),
     ({'transport': 'libvirt'}, [],
      {'status': 'no_vms', 'reason': 'no VM found (libvirt at qemu:///system has no active domain)', 'stage': 'gather'}),
+    ({}, [], {'status': 'no_vms', 'reason': 'no VM found (no socket glob is given, and libvirt is not there (none of '
+                                            '/var/run/libvirt/libvirt-sock, /var/run/libvirt/virtqemud-sock exists))',
+              'stage': 'gather'}),
     ({'sockets': ['/nope/*.qmp']},
      [{'glob': '/nope/*.qmp', 'directory': '/nope', 'directory_exists': False,
        'msg': 'sockets[0]: /nope/*.qmp matches nothing: the directory /nope does not exist on this host'}],
@@ -222,7 +229,7 @@ def test_one_module_call_and_the_fact():
     recorder = Recorder()
     result = action({'sockets': ['/run/vms/*.qmp'], 'timeout': 2}, recorder).run(task_vars={'inventory_hostname': 'hv1'})
     assert recorder.modules == [(INFO_MODULE, {'sockets': ['/run/vms/*.qmp'], 'timeout': 2.0, 'transport': 'qmp',
-                                               'allow_empty': True})]
+                                               'allow_empty': True, 'fail_on_error': False})]
     assert recorder.commands == []
     assert result['changed'] is False and result['queried_host'] is True
     assert result['ansible_facts']['balloon_stats']['hypervisor'] == 'hv1'
@@ -241,7 +248,8 @@ def test_auto_looks_for_libvirt_with_a_shell_command_not_a_module():
     recorder = Recorder(read={'vms': []}, found='/var/run/libvirt/libvirt-sock\n')
     result = action({}, recorder).run(task_vars={'inventory_hostname': 'hv1'})
     assert len(recorder.commands) == 1 and ' /var/run/libvirt/libvirt-sock ' in recorder.commands[0]
-    assert recorder.modules == [(INFO_MODULE, {'transport': 'libvirt', 'libvirt_uri': 'qemu:///system', 'all_domains': True})]
+    assert recorder.modules == [(INFO_MODULE, {'transport': 'libvirt', 'libvirt_uri': 'qemu:///system', 'all_domains': True,
+                                               'fail_on_error': False})]
     assert result['outcome']['reason'] == 'no VM found (libvirt at qemu:///system has no active domain)'
 
 
@@ -263,7 +271,10 @@ def test_a_failed_read_is_the_tasks_failure_without_a_fact():
     ({'min_available_percent': 101}, 'Invalid input, nothing was read: min_available_percent must be a percentage'),
     ({'interval_rule': 'sometimes'}, 'Invalid input, nothing was read: value of interval_rule must be one of: at_most, exact'),
     ({'no_such_option': 1}, 'Invalid input, nothing was read: unsupported parameters: no_such_option. Supported parameters include'),
-    ({'rules': [{'name': 'x'}]}, "rule 'x' has no query"),
+    ({'rules': [{'name': 'x'}]}, "Invalid input, nothing was read: rule 'x' has no query"),
+    ({'rules': [{'name': 'x', 'query': 'a', 'sevrity_query': 'b'}]}, "rule 'x': unknown key sevrity_query (a rule has name,"),
+    ({'allow_empty': True}, 'Invalid input, nothing was read: allow_empty does not apply to balloon_stats_facts'),
+    ({'failure': {'reason': 'x'}, 'min_available_percent': 150}, 'min_available_percent must be a percentage'),
 ])
 def test_bad_input_fails_before_anything_runs(args, message):
     recorder = Recorder()
@@ -301,3 +312,18 @@ def test_a_failure_is_recorded_without_reading_and_keeps_the_previous_samples():
     # no previous fact: a fact with no VM
     fact = action({'failure': {'reason': 'x'}}, recorder).run(task_vars={'inventory_hostname': 'hv2'})['ansible_facts']['balloon_stats']
     assert (fact['hypervisor'], fact['status'], fact['vms'], fact['run']) == ('hv2', 'failed', [], None)
+
+
+def test_a_vm_that_could_not_be_read_keeps_its_last_sample_for_the_next_rates():
+    """One busy monitor must not cost the next gather its rates (nor hide the OOM kills in between)."""
+    def sample(last_update, oom_kills, major_faults):
+        return info_vm('vm1', last_update=last_update, stats={'total_memory': 4 * GIB, 'available_memory': 2 * GIB,
+                                                              'oom_kills': oom_kills, 'major_faults': major_faults})
+    first = build({'vms': [sample(1000, 1, 100)]}, sockets=['/run/*.qmp'])
+    busy = build({'vms': [{'name': 'vm1', 'endpoint': 'unix:/run/vm1.qmp', 'failed': True, 'msg': 'monitor busy'}]},
+                 previous=first, sockets=['/run/*.qmp'])
+    assert busy['vms'][0]['last_sample'] == {'last_update': 1000, 'stats': first['vms'][0]['stats']}
+    again = build({'vms': [sample(1020, 4, 300)]}, previous=busy, sockets=['/run/*.qmp'])
+    assert again['vms'][0]['rates']['major_faults'] == 10.0 and again['vms'][0]['rates']['oom_kills'] == 3
+    assert again['vms'][0]['pressure']['verdict'] == 'high'
+    assert 'last_sample' not in again['vms'][0]

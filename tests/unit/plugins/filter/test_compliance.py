@@ -756,3 +756,15 @@ def test_a_failed_host_whose_fact_has_no_vms_has_no_stats_left_out():
         fact, {'reason': 'No VM found on hv1: balloon_stats_vms is empty', 'stage': 'no_vm'}, 'hv1')}}
     entry = _report.balloon_report({'hv1': host}, ['hv1'], [], provenance={'check_mode': False})['hypervisors'][0]
     assert entry['status'] == 'failed' and entry['reason'] == 'No VM found on hv1: balloon_stats_vms is empty'
+
+
+def test_a_report_only_play_keeps_a_failure_recorded_after_the_read():
+    """The cached fact of a hypervisor that failed after its read (balloon_stats_require_vms): a later
+    report-only play still says failed, with the recorded sentence, not the read's no_vms."""
+    earlier = {'vms': [], 'status': 'no_vms', 'reason': 'no VM found (no socket matches /x/*.qmp)', 'collected_at': 'T1',
+               'run': 'an earlier run'}
+    fact = dict(earlier, outcome={'status': 'failed', 'reason': 'No VM found on hv1: ... (balloon_stats_require_vms is true)',
+                                  'stage': 'Fail when no VM was found', 'run': 'an earlier run'})
+    [entry] = _report.balloon_report({'hv1': {'balloon_stats': fact}}, ['hv1'], provenance={'check_mode': False})['hypervisors']
+    assert (entry['status'], entry['stats_from']) == ('failed', 'fact_cache')
+    assert entry['reason'] == 'No VM found on hv1: ... (balloon_stats_require_vms is true)'
