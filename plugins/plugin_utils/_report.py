@@ -5,7 +5,8 @@
 
 """The fleet report: the filter ``balloon_report`` assembles it from every hypervisor's facts,
 with each hypervisor's status and how it was audited, the rules table, the provenance, the
-headline, the findings and what changed since the last run.
+headline, the findings and what changed since the last run. The action balloon_stats_report
+also takes the play's provenance (``play_provenance``) and the gate's decision (``gate``) from here.
 
 PRIVATE: not part of the collection's public API.
 
@@ -235,6 +236,51 @@ def balloon_report(hostvars, hosts_all, hosts_ok=None, fact_name='balloon_stats'
     report['since_last_run'] = since_last_run(report, _plain(previous))
     report['headline'] = headline(report)
     return report
+
+
+def play_provenance(task_vars, check_mode):
+    """What the play tells the report about itself: check mode, the play's name and hosts, --limit, the tags,
+    the inventory sources, the playbook's directory and ansible-core's version (``balloon_report`` adds the
+    user, the controller and the collection's version)."""
+    version = task_vars.get('ansible_version')
+    return {
+        'check_mode': bool(check_mode),
+        'play': task_vars.get('ansible_play_name'),
+        'hosts': list(task_vars.get('ansible_play_hosts_all') or []),
+        'limit': task_vars.get('ansible_limit'),
+        'tags': list(task_vars.get('ansible_run_tags') or []),
+        'skip_tags': list(task_vars.get('ansible_skip_tags') or []),
+        'inventory': list(task_vars.get('ansible_inventory_sources') or []),
+        'playbook_dir': task_vars.get('playbook_dir'),
+        'ansible_version': version.get('full') if isinstance(version, Mapping) else None,
+    }
+
+
+#: The hypervisor statuses that mean "not audited" to the gate.
+NOT_AUDITED = ('unreachable', 'failed')
+
+
+def gate(report, fail_on_violation=False, fail_on_unknown=False):
+    """Whether the run fails on its report, and the one sentence that says why.
+
+    ``fail_on_violation``: every rule violation, and every hypervisor not audited (unreachable or
+    failed); ``fail_on_unknown``: every VM with a rule that could not be judged. Returns
+    ``{'failed': bool, 'msg': str}``, ``msg`` empty when it does not fail.
+    """
+    violations = list(report.get('violations') or []) if fail_on_violation else []
+    not_audited = ([h for h in report.get('hypervisors') or [] if h.get('status') in NOT_AUDITED]
+                   if fail_on_violation else [])
+    unknown = list(report.get('unknown') or []) if fail_on_unknown else []
+    parts = []
+    if violations:
+        parts.append('%d compliance violations: %s' % (len(violations), '; '.join(
+            '%s/%s: %s (%s)' % (v.get('hypervisor'), v.get('vm'), v.get('rule'), v.get('severity')) for v in violations)))
+    if not_audited:
+        parts.append('%d hypervisor%s not audited: %s' % (len(not_audited), 's' if len(not_audited) > 1 else '', '; '.join(
+            'hypervisor %s %s: %s' % (h.get('name'), h.get('status'), h.get('reason')) for h in not_audited)))
+    parts.extend('%s/%s: unknown (%s could not be judged)' % (vm.get('hypervisor'), vm.get('vm'), ', '.join(vm.get('rules') or []))
+                 for vm in unknown)
+    return {'failed': bool(parts), 'msg': '; '.join(parts)}
 
 
 def gathered_id(report):

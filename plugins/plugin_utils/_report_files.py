@@ -4,18 +4,24 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 
 """Report files: the filter ``balloon_report_csv`` (one CSV row per VM, and one per hypervisor
-without VMs, for spreadsheets) and the filter ``balloon_report_rotation`` (which timestamped
-reports the role keeps: the newest runs whose findings changed, and always the newest run).
+without VMs, for spreadsheets), the filter ``balloon_report_rotation`` (which timestamped
+reports to keep: the newest runs whose findings changed, and always the newest run), and the
+file work of the action balloon_stats_report: the report directory and its lock, atomic writes,
+the latest links and the removal of the runs rotation lets go.
 
 PRIVATE: not part of the collection's public API.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import io
 import json
+import os
 import re
+import tempfile
 
 from ansible.errors import AnsibleFilterError
 
@@ -156,3 +162,122 @@ def balloon_report_rotation(paths, keep):
         else:
             unchanged.append(stamp)
     return {'keep': sorted(kept), 'remove': [stamp for stamp in stamps if stamp not in kept], 'unchanged': sorted(unchanged)}
+
+
+# ---- the files of the action balloon_stats_report ---------------------------------------------
+
+#: The suffixes of one run's files, and of the latest links.
+REPORT_FORMATS = ('json', 'csv', 'html', 'md')
+
+
+def report_stamp(generated_at):
+    """The stamp of a run's files: its ``generated_at`` without - and : (2026-12-07T10:00:00Z: 20261207T100000Z)."""
+    return re.sub('[-:]', '', generated_at)
+
+
+def report_runs(directory, name):
+    """The timestamped runs of report ``name`` in ``directory``: {stamp: path of NAME-STAMP.json}."""
+    pattern = re.compile(re.escape(name) + r'-(\d{8}T\d{6}Z)[.]json$')
+    try:
+        entries = os.listdir(directory)
+    except FileNotFoundError:
+        return {}
+    return dict((match.group(1), os.path.join(directory, entry)) for match, entry in
+                ((pattern.match(entry), entry) for entry in entries) if match)
+
+
+def read_report(path):
+    """A report's JSON as a dict; None when there is none. :raise ValueError: not a report (not a JSON object)."""
+    try:
+        with open(path, encoding='utf-8') as handle:
+            report = json.load(handle)
+    except FileNotFoundError:
+        return None
+    if not isinstance(report, dict):
+        raise ValueError('%s is not a report (not a JSON object)' % path)
+    return report
+
+
+def make_directory(path, mode=0o755):
+    """Create ``path`` and its missing parents with ``mode`` (whatever the umask); True when it was created."""
+    if os.path.isdir(path):
+        return False
+    parent = os.path.dirname(path.rstrip(os.sep))
+    if parent and parent != path:
+        make_directory(parent, mode)
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise
+        return False   # made meanwhile by another process
+    os.chmod(path, mode)
+    return True
+
+
+@contextlib.contextmanager
+def directory_lock(path):
+    """Hold an exclusive lock on the directory ``path`` (flock on the directory itself: no lock file).
+
+    Under strategy free several hypervisors may finish their gathers at once; each reads the latest
+    report, then writes: one at a time, the others then find that the report is written.
+    """
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)   # releases the lock
+
+
+def write_atomically(path, text, mode=0o644):
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file in its directory and one rename:
+    a reader sees the old file or the new one, never a part."""
+    directory, base = os.path.split(path)
+    descriptor, temporary = tempfile.mkstemp(prefix='.%s.' % base, suffix='.tmp', dir=directory)
+    try:
+        with os.fdopen(descriptor, 'wb') as handle:
+            handle.write(text.encode('utf-8'))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def link_atomically(target, path):
+    """Make ``path`` a symbolic link to ``target`` (relative to the link's directory), replacing what
+    is there in one rename: the link always points at a whole report."""
+    directory, base = os.path.split(path)
+    for attempt in range(100):
+        temporary = os.path.join(directory, '.%s.%d.%d.tmp' % (base, os.getpid(), attempt))
+        try:
+            os.symlink(target, temporary)
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise OSError('could not make a temporary link beside %s' % path)
+    try:
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def remove_runs(directory, name, stamps):
+    """Remove every file NAME-STAMP.* of the given stamps; returns the paths removed, sorted."""
+    if not stamps:
+        return []
+    pattern = re.compile(re.escape(name) + '-(%s)[.]' % '|'.join(re.escape(stamp) for stamp in stamps))
+    removed = []
+    for entry in sorted(os.listdir(directory)):
+        path = os.path.join(directory, entry)
+        if pattern.match(entry) and os.path.isfile(path) and not os.path.islink(path):
+            os.unlink(path)
+            removed.append(path)
+    return removed

@@ -89,12 +89,12 @@ export ANSIBLE_CALLBACKS_ENABLED="rbs_module_calls${ANSIBLE_CALLBACKS_ENABLED:+,
 common=(-i inventory.yml -e "rbs_dir=${work}" "$@")
 
 # run EXPECTED_EXIT LOG PLAYBOOK [ARGS...]: run a playbook, show and keep its output, check its exit status
-# (the module calls of the run go to LOG with .calls.json for .log)
+# (the module calls of the run go to LOG with .calls.json for .log, the report action's results to .reports.json)
 run() {
     local expected=$1 log=$2 rc
     shift 2
     set +e
-    RBS_MODULE_CALLS="${log%.log}.calls.json" ansible-playbook "$@" 2>&1 | tee "${log}"
+    RBS_MODULE_CALLS="${log%.log}.calls.json" RBS_REPORT_RESULTS="${log%.log}.reports.json" ansible-playbook "$@" 2>&1 | tee "${log}"
     rc=${PIPESTATUS[0]}
     set -e
     if [ "${rc}" -ne "${expected}" ]; then
@@ -189,5 +189,14 @@ step pressure
 # 10: strategy free: one report, by the last hypervisor to gather; an unreachable host's cached fact left out
 run 4 "${work}/free.log" strategy_free.yml "${common[@]}"
 grep -E -q '^hv1 +: .* unreachable=1 +failed=0 ' "${work}/free.log"
-test "$(grep -c 'TASK \[qmp.balloon.balloon_stats : Write the JSON report\]' "${work}/free.log")" -eq 1
+# exit 4 (unreachable hosts) hides a failed check: none failed
+if grep -E ' failed=[1-9]' "${work}/free.log"; then
+    exit 1
+fi
+# the report was written exactly once: of the report tasks that ran (one per hypervisor that reached
+# the report), one wrote its files (rbs_module_calls records each result's files; the others found
+# the report written)
+grep -q 'TASK \[qmp.balloon.balloon_stats : Write the report files\]' "${work}/free.log"
+test "$("${python}" -c 'import json, sys; print(len([r for r in json.load(open(sys.argv[1])) if r["files"]]))' \
+      "${work}/free.reports.json")" -eq 1
 step strategy_free

@@ -14,6 +14,13 @@ the file is rewritten, so a later task of the same run can read it with a file l
 A module call is a task (or a loop item) that ran, not skipped, with an action that needs
 the host: actions that run on the controller only (set_fact, assert, include_tasks, ...)
 are left out, and so is a balloon_stats_facts task that ran no module (``queried_host`` false). A loop counts one call per item that ran.
+
+The report action qmp.balloon.balloon_stats_report runs on the controller only (no module call);
+each of its results goes to the file RBS_REPORT_RESULTS instead, when set, so that runme.sh can
+count the runs that wrote the report (``files``) - under strategy free run_once is not honoured,
+and a registered result of a run_once task is copied to every host, so no variable can tell:
+
+    [{"play": PLAY NAME, "host": HOST, "files": [PATH, ...], "changed": BOOL}, ...]
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ type: aggregate
 short_description: Count module calls per host and play (role_balloon_stats test helper)
 description:
   - Writes the file named by the environment variable E(RBS_MODULE_CALLS) after every task result.
+  - Writes the results of qmp.balloon.balloon_stats_report to the file named by E(RBS_REPORT_RESULTS).
 requirements:
   - enabled in callbacks_enabled
 """
@@ -37,7 +45,7 @@ requirements:
 CONTROLLER_ACTIONS = frozenset((
     'add_host', 'assert', 'debug', 'fail', 'group_by', 'import_role', 'import_tasks',
     'include_role', 'include_tasks', 'include_vars', 'meta', 'pause', 'set_fact', 'set_stats',
-    'validate_argument_spec',
+    'validate_argument_spec', 'balloon_stats_report',
 ))
 
 
@@ -52,6 +60,8 @@ class CallbackModule(CallbackBase):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.path = os.environ.get('RBS_MODULE_CALLS')
+        self.reports_path = os.environ.get('RBS_REPORT_RESULTS')
+        self.reports = []
         self.play = None
         self.calls = {}
 
@@ -66,17 +76,29 @@ class CallbackModule(CallbackBase):
         self._dump()
 
     def _dump(self):
-        if not self.path:
+        for path, data in ((self.path, self.calls), (self.reports_path, self.reports)):
+            if not path:
+                continue
+            with open(path + '.tmp', 'w', encoding='utf-8') as stream:
+                json.dump(data, stream, indent=1, sort_keys=True)
+            os.replace(path + '.tmp', path)
+
+    def _record_report(self, result):
+        """A result of the report action: which host ran it and the files it wrote."""
+        answer = result._result  # pylint: disable=protected-access
+        if answer.get('skipped'):
             return
-        with open(self.path + '.tmp', 'w', encoding='utf-8') as stream:
-            json.dump(self.calls, stream, indent=1, sort_keys=True)
-        os.replace(self.path + '.tmp', self.path)
+        self.reports.append({'play': self.play, 'host': result._host.get_name(),  # pylint: disable=protected-access
+                             'files': answer.get('files') or [], 'changed': bool(answer.get('changed'))})
+        self._dump()
 
     def _record(self, result):
         if not self.path or self.play is None:
             return
         task = result._task  # pylint: disable=protected-access
         action = getattr(task, 'resolved_action', None) or task.action
+        if action.rsplit('.', 1)[-1] == 'balloon_stats_report':
+            self._record_report(result)
         if action.rsplit('.', 1)[-1] in CONTROLLER_ACTIONS:
             return
         answer = result._result  # pylint: disable=protected-access
