@@ -204,7 +204,8 @@ def build_fact(read, params, plan_, hypervisor, previous=None, collected_at=None
     vms = read.get('vms') or []
     rules = rules_of(params)
     pressure = dict((name, float(value)) for name, value in params['pressure'].items())
-    previous_vms = (plain(previous) or {}).get('vms') if isinstance(plain(previous), dict) else None
+    previous = plain(previous)
+    previous_vms = previous.get('vms') if isinstance(previous, dict) else None
     records = balloon_compliance(vms, rules=rules, hypervisor=hypervisor, expected_interval=params['expected_interval'],
                                  min_available_percent=float(params['min_available_percent']),
                                  interval_rule=params['interval_rule'], previous=previous_vms or [],
@@ -241,7 +242,8 @@ def record_failure(previous, failure, hypervisor):
     step it stopped at): the previous fact with this outcome, so that its samples still give the next
     gather its rates and the report tells this run's failure from an old fact; a minimal fact when
     there is none."""
-    previous = plain(previous) if isinstance(plain(previous), dict) else None
+    previous = plain(previous)
+    previous = previous if isinstance(previous, dict) else None
     result = {'status': 'failed', 'reason': failure['reason'], 'stage': failure['stage'], 'run': run_id()}
     if previous:
         fact = dict(previous)
