@@ -22,6 +22,10 @@ one JSON document it prints:
   them into python3-venv), so ``PYTHON -m venv`` can make a venv with pip.
 - ``apt``: apt-get is on PATH; ``venv_package``: the Debian/Ubuntu package to install when it
   cannot: python3-venv for the distribution's default python3, pythonX.Y-venv otherwise.
+- What prepare does with it (``decide``): ``use_host`` (this interpreter imports the pin),
+  ``install`` (the venv must get the pin), ``create_venv`` (made first: missing or broken),
+  ``needs_venv_package`` (the venv module must be installed first) and ``too_old`` (this
+  interpreter cannot make a venv for the pin).
 
 Standard library only, and Python 3.6+ syntax: it must at least run far enough to say that a
 Python is too old.
@@ -125,6 +129,20 @@ def venv_package():
     return 'python%d.%d-venv' % sys.version_info[:2]
 
 
+def decide(facts, pin):
+    """What prepare does on this host, from the probe's ``facts``: every decision of tasks/prepare.yml."""
+    use_host = facts['host_qmp'] == pin
+    install = not use_host and facts['venv_qmp'] != pin
+    create_venv = install and facts['venv_state'] in ('missing', 'broken')
+    return dict(
+        use_host=use_host,
+        install=install,
+        create_venv=create_venv,
+        needs_venv_package=create_venv and not facts['can_venv'],
+        too_old=create_venv and tuple(facts['version'][:2]) < (3, 9),
+    )
+
+
 def main(argv):
     mode, pin, venv_python = argv[:3]
     facts = dict(
@@ -144,6 +162,7 @@ def main(argv):
         facts['venv_state'], facts['venv_qmp'], facts['venv_error'] = venv_status(venv_python)
         if facts['venv_state'] in ('missing', 'broken'):
             facts['can_venv'] = can_make_venvs()
+    facts.update(decide(facts, pin))
     print(json.dumps(facts, sort_keys=True))
 
 

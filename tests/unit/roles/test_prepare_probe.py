@@ -13,6 +13,7 @@ whole entry point on Debian's /usr/bin/python3.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -208,3 +209,45 @@ def test_the_system_python_needs_python3_venv(venvs):
     facts = probe('true', venvs['missing'], python='/usr/bin/python3')
     assert facts['executable'] == '/usr/bin/python3'
     assert facts['venv_package'] == 'python3-venv'
+
+
+def load_probe():
+    """The probe as a module, for its pure functions."""
+    spec = importlib.util.spec_from_file_location('prepare_probe', PROBE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize('host_qmp, venv_state, venv_qmp, can_venv, version, expected', [
+    # auto with the pin here: the host's Python, nothing installed
+    (PIN, None, None, None, [3, 11, 2], dict(use_host=True, install=False, create_venv=False, needs_venv_package=False,
+                                             too_old=False)),
+    # a venv that has the pin
+    (None, 'runs', PIN, None, [3, 11, 2], dict(use_host=False, install=False, create_venv=False, needs_venv_package=False,
+                                               too_old=False)),
+    # a venv without it (or another version): installed into, not made
+    (None, 'runs', '0.0.1', None, [3, 11, 2], dict(use_host=False, install=True, create_venv=False,
+                                                   needs_venv_package=False, too_old=False)),
+    # missing or broken: made first; without ensurepip the venv package comes first
+    (None, 'missing', None, True, [3, 11, 2], dict(use_host=False, install=True, create_venv=True,
+                                                   needs_venv_package=False, too_old=False)),
+    (None, 'broken', None, False, [3, 11, 2], dict(use_host=False, install=True, create_venv=True,
+                                                   needs_venv_package=True, too_old=False)),
+    # too old to make a venv for the pin
+    (None, 'missing', None, True, [3, 8, 10], dict(use_host=False, install=True, create_venv=True,
+                                                   needs_venv_package=False, too_old=True)),
+    # a foreign directory is never made into a venv (prepare fails on venv_state foreign)
+    (None, 'foreign', None, None, [3, 8, 10], dict(use_host=False, install=True, create_venv=False,
+                                                   needs_venv_package=False, too_old=False)),
+])
+def test_decide(host_qmp, venv_state, venv_qmp, can_venv, version, expected):
+    facts = dict(host_qmp=host_qmp, venv_state=venv_state, venv_qmp=venv_qmp, can_venv=can_venv, version=version)
+    assert load_probe().decide(facts, PIN) == expected
+
+
+def test_the_probe_prints_its_decisions(venvs):
+    facts = probe('true', venvs['good'])
+    assert (facts['use_host'], facts['install'], facts['create_venv']) == (False, False, False), facts
+    facts = probe('true', venvs['missing'])
+    assert (facts['use_host'], facts['install'], facts['create_venv']) == (False, True, True), facts
