@@ -9,19 +9,24 @@ One task per hypervisor: balloon_stats_info runs on the host (one module call, w
 interpreter), and the fact ``balloon_stats`` is built here on the controller, in Python
 (plugins/plugin_utils/_facts.py): records with compliance, rates against the previous fact,
 pressure, the audit and the hypervisor's outcome.
+
+With ``role`` (the role balloon_stats's first task per host) it reads nothing: it returns the role's
+plan for this host (plugins/plugin_utils/_role_plan.py).
 """
 
 from __future__ import annotations
 
 import shlex
 
+from ansible import constants as C
 from ansible.errors import AnsibleError
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.errors import UnsupportedError
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.qmp.balloon.plugins.module_utils._options import COMMON_ARGUMENT_SPEC
-from ansible_collections.qmp.balloon.plugins.plugin_utils import _facts
+from ansible_collections.qmp.balloon.plugins.plugin_utils import _facts, _role_plan
+from ansible_collections.qmp.balloon.plugins.plugin_utils._data import plain
 
 INFO_MODULE = 'qmp.balloon.balloon_stats_info'
 
@@ -40,6 +45,58 @@ class ActionModule(ActionBase):
                                % ((result.get('stderr') or '').strip() or 'exit status %s' % result.get('rc')))
         return [line for line in (result.get('stdout') or '').splitlines() if line]
 
+    def _role_plan(self, role, task_vars):
+        """The role's plan for this host: its checks, one command on the host (the probe of prepare and
+        the look for libvirt's sockets, as needed), then the plan."""
+        role = plain(role)
+        missing = [key for key in _role_plan.KEYS if key not in role]
+        if missing or role.get('entry') not in _role_plan.ENTRIES:
+            return {'failed': True, 'msg': 'role: the role balloon_stats passes %s; got entry %s without %s'
+                    % (', '.join(_role_plan.KEYS), role.get('entry'), ', '.join(missing) or 'nothing')}
+        hostname = task_vars.get('inventory_hostname')
+        directory = _role_plan.wheel_dir(role, task_vars.get('playbook_dir'))
+        taken = _role_plan.steps(role)
+        if role['entry'] in ('main', 'gather', 'export'):
+            problems = _role_plan.threshold_problems(role)
+            if problems:
+                return {'failed': True, 'msg': _role_plan.THRESHOLDS_INVALID + '; '.join(problems)}
+        if taken['reads']:
+            problems = _role_plan.selection_problems(role, hostname)
+            if problems:
+                return {'failed': True, 'msg': problems[0]}
+        problems = _role_plan.prepare_problems(role, directory)
+        if problems:
+            return {'failed': True, 'msg': '; '.join(problems)}
+
+        configured = task_vars.get('ansible_python_interpreter')
+        if configured is not None:
+            configured = self._templar.template(configured)
+        else:
+            configured = C.config.get_config_value('INTERPRETER_PYTHON', variables=task_vars)
+        discovered = (task_vars.get('ansible_facts') or {}).get('discovered_interpreter_python')
+        python = _role_plan.host_python(configured, discovered)
+        # under --tags report (say) no step reads the VMs: nothing is run on the host
+        selected = _role_plan.tag_selected(('prepare', 'configure', 'gather', 'export'), task_vars.get('ansible_run_tags'),
+                                           task_vars.get('ansible_skip_tags'))
+        probe = _role_plan.needs_probe(role, taken) and (selected or role['entry'] == 'prepare')
+        lookup = _role_plan.needs_lookup(role, taken) and selected
+        found, facts = [], None
+        if probe or lookup:
+            result = self._low_level_execute_command(_role_plan.host_command(role, python, lookup, probe), sudoable=True)
+            found, facts = _role_plan.parse_host_output(result.get('stdout') or '', probe)
+            if probe and facts is None:
+                return {'failed': True, 'msg': _role_plan.python_failure(python, hostname, result.get('rc'),
+                                                                        result.get('stderr'))}
+            if lookup and not probe and result.get('rc') != 0:
+                raise AnsibleError('could not look for libvirt\'s sockets on the host (%s)'
+                                   % ((result.get('stderr') or '').strip() or 'exit status %s' % result.get('rc')))
+        plan = _role_plan.plan(role, taken, _role_plan.choose_transport(role, found), facts, self._task.check_mode,
+                               configured, directory)
+        result = dict(plan, changed=False, queried_host=False)
+        if plan['check_pending']:
+            result['msg'] = _role_plan.check_pending_line(plan)
+        return result
+
     def run(self, tmp=None, task_vars=None):
         super(ActionModule, self).run(tmp, task_vars)
         task_vars = task_vars or {}
@@ -54,6 +111,8 @@ class ActionModule(ActionBase):
                 ('unsupported parameters: ' if isinstance(error, UnsupportedError) else '') + error.msg
                 for error in validation.errors.errors)}
         params = validation.validated_parameters
+        if params['role'] is not None:
+            return self._role_plan(params['role'], task_vars)
         hypervisor = params['hypervisor'] or task_vars.get('inventory_hostname')
         previous = (task_vars.get('ansible_facts') or {}).get('balloon_stats')
         problems = _facts.option_problems(params, self._task.args)

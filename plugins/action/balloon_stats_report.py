@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 
+from ansible import constants as C
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.errors import UnsupportedError
 from ansible.plugins.action import ActionBase
@@ -106,6 +107,14 @@ class ActionModule(ActionBase):
         if problems:
             return {'failed': True, 'msg': INVALID + '; '.join(problems)}
 
+        # strategy free (run_once is not honoured): every hypervisor gets here on its own, and the
+        # report is written by the last one to have its outcome of this run
+        if self._strategy() == 'free':
+            waiting = _report.waiting_for(hostvars, list(task_vars.get('ansible_play_hosts') or []))
+            if waiting:
+                return {'changed': False, 'skipped': True, 'waiting_for': waiting,
+                        'msg': 'the report waits for %s (strategy free)' % ', '.join(waiting)}
+
         # relative to the playbook, as a role's files are; the role's default is absolute
         directory = os.path.join(task_vars.get('playbook_dir') or self._loader.get_basedir(), params['dir'])
         name = params['name']
@@ -148,6 +157,11 @@ class ActionModule(ActionBase):
         if warnings:
             result['warnings'] = warnings
         return result
+
+    def _strategy(self):
+        """The play's strategy (the task's block knows its play)."""
+        play = getattr(getattr(self._task, '_parent', None), '_play', None)
+        return getattr(play, 'strategy', None) or C.DEFAULT_STRATEGY
 
     @staticmethod
     def _already_written(report, previous, directory, name, latest_json):

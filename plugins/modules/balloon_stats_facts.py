@@ -124,6 +124,14 @@ options:
         description: Where it stopped (the role gives the failed task's name).
         type: str
         default: gather
+  role:
+    description:
+      - For the role C(qmp.balloon.balloon_stats) only, which passes its entry point and variables here in its first task
+        on each hypervisor; a playbook leaves it out.
+      - Nothing is read and the fact is unchanged. The variables are checked (one sentence per problem), one command on the
+        host runs the role's C(prepare) probe and, for C(transport=auto), looks for libvirt's sockets; the result is the
+        role's plan for this host (which Python runs its modules, whether C(prepare) installs, which steps run).
+    type: dict
 notes:
   - The checks of the thresholds and rules run before anything is read; a bad one fails the task with one sentence.
   - A hypervisor-level outcome (no VM, a missing glob directory) does not fail the task; it is in RV(outcome) and in the

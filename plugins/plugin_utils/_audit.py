@@ -4,8 +4,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 
 """How each hypervisor of the fleet report was (or would have been) audited: from its fact's
-``audit`` (the role's gather), else what the discovery left on the host, else the inventory's
-variables; and that in one sentence.
+``audit`` (the gather), else the inventory's variables; and that in one sentence.
 
 PRIVATE: not part of the collection's public API.
 """
@@ -15,9 +14,7 @@ from __future__ import annotations
 from ansible_collections.qmp.balloon.plugins.plugin_utils._data import plain as _plain
 
 
-#: What the role's discovery leaves on a host (set_fact, no connection needed: also on a host that
-#: became unreachable later), and the inventory's variables, for a host that has no fact.
-_DISCOVERED = ('__balloon_stats_transport', '__balloon_stats_sockets', '__balloon_stats_targets', '__balloon_stats_all_domains')
+#: The inventory's variables, for a host that has no fact.
 _CONFIGURED = ('balloon_stats_transport', 'balloon_stats_socket_globs', 'balloon_stats_vms', 'balloon_stats_libvirt_uri')
 #: The keys of an explicit VM the report shows (what identifies it; nothing else of the user's input).
 _VM_KEYS = ('name', 'socket', 'host', 'port', 'domain')
@@ -49,11 +46,10 @@ def audit_summary(audit):
     """One sentence: how a hypervisor was (or would have been) audited."""
     parts = []
     if audit['source'] == 'none':
-        return ('not audited; how it would have been is unknown: no discovery ran and the inventory sets none of '
+        return ('not audited; how it would have been is unknown: the inventory sets none of '
                 '%s (role defaults and play variables are not visible to the report)' % ', '.join(_CONFIGURED))
     if audit['source'] != 'gather':
-        parts.append('not audited; as %s' % ('discovered before it dropped out' if audit['source'] == 'discovery'
-                                             else 'the inventory configures it (role defaults and play variables not visible)'))
+        parts.append('not audited; as the inventory configures it (role defaults and play variables not visible)')
     transport = audit.get('transport')
     if audit['source'] == 'gather' and transport is None:
         return ('how its VMs were found was not recorded (a fact gathered by an older qmp.balloon); %d VM%s listed, %d read'
@@ -95,8 +91,8 @@ def audit_summary(audit):
 
 
 def hypervisor_audit(facts, hostvars_host, host_vms):
-    """How a hypervisor was audited: from its fact's ``audit`` (the role's gather), else what the
-    discovery left on the host, else the inventory's variables, else nothing known."""
+    """How a hypervisor was audited: from its fact's ``audit`` (the gather), else the inventory's
+    variables, else nothing known."""
     recorded = (facts or {}).get('audit') if isinstance((facts or {}).get('audit'), dict) else None
     audit = {'source': 'none', 'transport': None, 'chosen_by_auto': None, 'socket_globs': [], 'empty_globs': [],
              'explicit_vms': [], 'all_domains': None, 'libvirt_uri': None, 'vms_listed': None, 'vms_read': None}
@@ -112,15 +108,8 @@ def hypervisor_audit(facts, hostvars_host, host_vms):
         # a fact from before the audit key (an older collection's cache): what the records tell
         audit.update(source='gather', vms_listed=len(host_vms), vms_read=sum(1 for vm in host_vms if vm.get('reachable', True)))
     else:
-        discovered = dict((key, hostvar(hostvars_host, key)) for key in _DISCOVERED)
         configured = dict((key, hostvar(hostvars_host, key)) for key in _CONFIGURED)
-        if discovered['__balloon_stats_transport']:
-            audit.update(source='discovery', transport=discovered['__balloon_stats_transport'],
-                         chosen_by_auto=configured['balloon_stats_transport'] == 'auto' if configured['balloon_stats_transport'] else None,
-                         socket_globs=list(discovered['__balloon_stats_sockets'] or []),
-                         explicit_vms=_explicit_vms(discovered['__balloon_stats_targets']),
-                         all_domains=bool(discovered['__balloon_stats_all_domains']))
-        elif any(value is not None for value in configured.values()):
+        if any(value is not None for value in configured.values()):
             audit.update(source='inventory', transport=configured['balloon_stats_transport'],
                          socket_globs=list(configured['balloon_stats_socket_globs'] or []),
                          explicit_vms=_explicit_vms(configured['balloon_stats_vms']))

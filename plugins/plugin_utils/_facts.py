@@ -72,6 +72,8 @@ ARGUMENT_SPEC = dict(
     # a VM that cannot be read is a record (reachable false, rule reachable fails), not the task's failure
     fail_on_error=dict(type='bool', default=False),
     failure=dict(type='dict', options=dict(reason=dict(type='str', required=True), stage=dict(type='str', default='gather'))),
+    # the role balloon_stats's plan instead of a read (plugins/plugin_utils/_role_plan.py)
+    role=dict(type='dict'),
 )
 
 #: Options that ask for QMP sockets, and for libvirt domains.

@@ -122,6 +122,21 @@ def hypervisor_status(host, facts, in_play, run):
     return _entry(host, status, reason, host_vms, facts.get('collected_at'), 'this_run' if read_now else 'fact_cache'), host_vms
 
 
+def waiting_for(hostvars, play_hosts, fact_name='balloon_stats'):
+    """The hosts still in the play that have no outcome of this run while others have: under strategy
+    free the report waits for them (the last hypervisor to finish writes it). None when all or none
+    have one (a report-only play over the fact cache has none)."""
+    run = run_id()
+    done = []
+    for host in play_hosts:
+        facts = _plain(_host_fact(hostvars.get(host) or {}, fact_name))
+        outcome = facts.get('outcome') if isinstance(facts, dict) and isinstance(facts.get('outcome'), dict) else {}
+        done.append(outcome.get('run') == run)
+    if any(done) and not all(done):
+        return [host for host, finished in zip(play_hosts, done) if not finished]
+    return []
+
+
 def _collection_version():
     """This collection's version, from the installed MANIFEST.json, else the source tree's galaxy.yml."""
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

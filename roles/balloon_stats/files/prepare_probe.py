@@ -24,8 +24,8 @@ one JSON document it prints:
   cannot: python3-venv for the distribution's default python3, pythonX.Y-venv otherwise.
 - What prepare does with it (``decide``): ``use_host`` (this interpreter imports the pin),
   ``install`` (the venv must get the pin), ``create_venv`` (made first: missing or broken),
-  ``needs_venv_package`` (the venv module must be installed first) and ``too_old`` (this
-  interpreter cannot make a venv for the pin).
+  ``needs_venv_package`` (the venv module must be installed first), ``cannot_make_venv`` (nor
+  can apt-get install it) and ``too_old`` (this interpreter cannot make a venv for the pin).
 
 Standard library only, and Python 3.6+ syntax: it must at least run far enough to say that a
 Python is too old.
@@ -139,6 +139,7 @@ def decide(facts, pin):
         install=install,
         create_venv=create_venv,
         needs_venv_package=create_venv and not facts['can_venv'],
+        cannot_make_venv=create_venv and not facts['can_venv'] and not facts['apt'],
         too_old=create_venv and tuple(facts['version'][:2]) < (3, 9),
     )
 

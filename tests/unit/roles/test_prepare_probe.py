@@ -220,6 +220,9 @@ def load_probe():
 
 
 @pytest.mark.parametrize('host_qmp, venv_state, venv_qmp, can_venv, version, expected', [
+    # without ensurepip and without apt-get there is no way to make the venv
+    (None, 'missing', None, False, [3, 11, 2], dict(use_host=False, install=True, create_venv=True,
+                                                    needs_venv_package=True, too_old=False, cannot_make_venv=True)),
     # auto with the pin here: the host's Python, nothing installed
     (PIN, None, None, None, [3, 11, 2], dict(use_host=True, install=False, create_venv=False, needs_venv_package=False,
                                              too_old=False)),
@@ -242,7 +245,9 @@ def load_probe():
                                                    needs_venv_package=False, too_old=False)),
 ])
 def test_decide(host_qmp, venv_state, venv_qmp, can_venv, version, expected):
-    facts = dict(host_qmp=host_qmp, venv_state=venv_state, venv_qmp=venv_qmp, can_venv=can_venv, version=version)
+    facts = dict(host_qmp=host_qmp, venv_state=venv_state, venv_qmp=venv_qmp, can_venv=can_venv, version=version,
+                 apt=not expected.get('cannot_make_venv', False))
+    expected = dict(expected, cannot_make_venv=expected.get('cannot_make_venv', False))
     assert load_probe().decide(facts, PIN) == expected
 
 

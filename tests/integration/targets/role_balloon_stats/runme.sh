@@ -3,7 +3,7 @@
 # QEMU VMs (two real Linux guests, four paused VMs without an OS), hv-empty owns none and
 # hv-down is unreachable. Five ansible-playbook runs:
 #   1 configure.yml          configure in check+diff mode, then twice                   (exit 0)
-#   2 discover_once.yml      VMs found once per play and inputs, module calls counted   (exit 0)
+#   2 discover_once.yml      the plan's transport and globs, module calls counted       (exit 0)
 #   3 gather.yml             main entry point over the fleet, writes the reports         (exit 4: hv-down)
 #   4 verify.yml             cached facts, JSON/CSV/HTML reports, user rule, bad input   (exit 0)
 #   5 fail_on_violation.yml  report with balloon_stats_fail_on_violation                  (exit 2)
@@ -117,7 +117,7 @@ for vm in g128 n1 g192 n2 n3 n4; do
 done
 step configure
 
-# 2: discovery once per play and set of inputs, counted module calls; libvirt "sockets" for
+# 2: the plan (transport, globs) and the counted module calls; libvirt "sockets" for
 # transport auto: a file that exists and a dangling symlink (stat says both exist)
 touch "${work}/libvirt-sock-present"
 ln -s "${work}/no-such-target" "${work}/libvirt-sock-dangling"

@@ -139,7 +139,8 @@ def test_the_role_passes_its_variables_and_fails_on_the_gate():
     register = report_task['register']
     [gate_task] = [task for task in tasks if 'ansible.builtin.fail' in task]
     assert gate_task['ansible.builtin.fail']['msg'] == '{{ %s.gate.msg }}' % register
-    assert gate_task['when'] == '%s.gate.failed' % register
+    # a hypervisor that waited under strategy free has a skipped result, without a gate
+    assert gate_task['when'] == '%s.gate.failed | default(false)' % register
 
 
 @pytest.mark.parametrize('args, message', [

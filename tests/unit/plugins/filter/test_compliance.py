@@ -538,9 +538,9 @@ def test_report_says_how_each_hypervisor_was_audited():
             'vms': libvirt, 'status': 'ok',
             'audit': {'transport': 'libvirt', 'transport_setting': 'auto', 'socket_globs': [], 'vms': [], 'all_domains': True,
                       'libvirt_uri': 'qemu:///system', 'vms_listed': 1, 'vms_read': 1}}},
-        # unreachable after discovery: its set_facts say how it would have been audited
-        'hv3': {'__balloon_stats_transport': 'qmp', '__balloon_stats_sockets': ['/srv/*.qmp'], '__balloon_stats_targets': [],
-                '__balloon_stats_all_domains': False, 'balloon_stats_socket_globs': ['/srv/*.qmp']},
+        # unreachable: the inventory's variables; the role's private variables are never read
+        'hv3': {'__balloon_stats_plan': {'transport': 'libvirt', 'sockets': ['/private/*.qmp']},
+                'balloon_stats_socket_globs': ['/srv/*.qmp']},
         # unreachable before anything ran: only the inventory's variables
         'hv4': {'balloon_stats_vms': [{'domain': 'web1'}], 'balloon_stats_transport': 'libvirt',
                 'balloon_stats_libvirt_uri': 'qemu+ssh://hv4/system'},
@@ -557,8 +557,10 @@ def test_report_says_how_each_hypervisor_was_audited():
     assert audit['hv2']['chosen_by_auto'] is True and audit['hv2']['all_domains'] is True
     assert audit['hv2']['summary'] == ('libvirt at qemu:///system (chosen by balloon_stats_transport auto); every active domain; '
                                        '1 VM listed, 1 read')
-    assert audit['hv3']['source'] == 'discovery' and audit['hv3']['socket_globs'] == ['/srv/*.qmp']
-    assert audit['hv3']['summary'].startswith('not audited; as discovered before it dropped out; QMP sockets; socket globs: /srv/*.qmp')
+    assert audit['hv3']['source'] == 'inventory' and audit['hv3']['socket_globs'] == ['/srv/*.qmp']
+    assert audit['hv3']['summary'].startswith('not audited; as the inventory configures it (role defaults and play variables '
+                                              'not visible); ')
+    assert 'socket globs: /srv/*.qmp' in audit['hv3']['summary'] and 'private' not in audit['hv3']['summary']
     assert audit['hv3']['vms_listed'] is None
     assert audit['hv4']['source'] == 'inventory' and audit['hv4']['libvirt_uri'] == 'qemu+ssh://hv4/system'
     assert audit['hv4']['explicit_vms'] == [{'domain': 'web1'}]

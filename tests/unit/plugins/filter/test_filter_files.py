@@ -18,9 +18,9 @@ import sys
 import ansible
 import pytest
 
-from ansible_collections.qmp.balloon.plugins.filter import compliance, jmespath, openmetrics, role_state
+from ansible_collections.qmp.balloon.plugins.filter import compliance, jmespath, openmetrics
 from ansible_collections.qmp.balloon.plugins.plugin_utils import (_openmetrics, _pressure, _records, _report, _report_files,
-                                                                  _role_state, _rules)
+                                                                  _rules)
 
 HEAVY = ('ansible_collections.qmp.balloon.plugins.plugin_utils._rules',
          'ansible_collections.qmp.balloon.plugins.plugin_utils._pressure',
@@ -29,10 +29,10 @@ HEAVY = ('ansible_collections.qmp.balloon.plugins.plugin_utils._rules',
          'ansible_collections.qmp.balloon.plugins.plugin_utils._report',
          'ansible_collections.qmp.balloon.plugins.plugin_utils._report_files',
          'ansible_collections.qmp.balloon.plugins.plugin_utils._openmetrics',
-         'ansible_collections.qmp.balloon.plugins.plugin_utils._role_state',
+         'ansible_collections.qmp.balloon.plugins.plugin_utils._role_plan',
          'ansible_collections.qmp.balloon.plugins.plugin_utils._facts',
          'jmespath', 'csv', 'hashlib', 'getpass')
-FILES = ('compliance', 'jmespath', 'openmetrics', 'role_state')
+FILES = ('compliance', 'jmespath', 'openmetrics')
 
 
 def test_importing_every_filter_file_imports_no_implementation():
@@ -50,7 +50,7 @@ def test_importing_every_filter_file_imports_no_implementation():
 
 
 def test_the_filter_files_hold_no_implementation():
-    for module in (compliance, jmespath, openmetrics, role_state):
+    for module in (compliance, jmespath, openmetrics):
         with open(module.__file__, encoding='utf-8') as handle:
             assert len(handle.read()) < 4096, module.__file__
 
@@ -60,7 +60,6 @@ IMPLEMENTATIONS = [
     (compliance, {'balloon_compliance': _records, 'balloon_summary': _records, 'balloon_rates': _pressure,
                   'balloon_report': _report, 'balloon_report_csv': _report_files, 'balloon_report_rotation': _report_files}),
     (openmetrics, {'balloon_openmetrics': _openmetrics}),
-    (role_state, {'balloon_role_checks': _role_state, 'balloon_role_run': _role_state}),
 ]
 
 
