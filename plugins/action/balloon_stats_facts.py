@@ -85,8 +85,8 @@ class ActionModule(ActionBase):
             result = self._low_level_execute_command(_role_plan.host_command(role, python, lookup, probe), sudoable=True)
             found, facts = _role_plan.parse_host_output(result.get('stdout') or '', probe)
             if probe and facts is None:
-                return {'failed': True, 'msg': _role_plan.python_failure(python, hostname, result.get('rc'),
-                                                                        result.get('stderr'))}
+                why = _role_plan.python_failure(python, hostname, result.get('rc'), result.get('stderr'))
+                return {'failed': True, 'msg': why}
             if lookup and not probe and result.get('rc') != 0:
                 raise AnsibleError('could not look for libvirt\'s sockets on the host (%s)'
                                    % ((result.get('stderr') or '').strip() or 'exit status %s' % result.get('rc')))
@@ -112,7 +112,9 @@ class ActionModule(ActionBase):
                 for error in validation.errors.errors)}
         params = validation.validated_parameters
         if params['role'] is not None:
-            return self._role_plan(params['role'], task_vars)
+            result = self._role_plan(params['role'], task_vars)
+            result['queried_host'] = False   # never a module call, also when it fails
+            return result
         hypervisor = params['hypervisor'] or task_vars.get('inventory_hostname')
         previous = (task_vars.get('ansible_facts') or {}).get('balloon_stats')
         problems = _facts.option_problems(params, self._task.args)

@@ -280,6 +280,7 @@ def test_the_action_fails_before_the_host_on_bad_input():
     recorder = Recorder()
     result = action({'role': role(min_available_percent=150)}, recorder).run(task_vars=TASK_VARS)
     assert result['failed'] and result['msg'].startswith('Invalid role variables, nothing was read or written: ')
+    assert result['queried_host'] is False
     result = action({'role': role(socket_globs=['relative/*.qmp'])}, recorder).run(task_vars=TASK_VARS)
     assert result['failed'] and result['msg'].startswith('balloon_stats_socket_globs must be absolute')
     # configure checks no threshold (it uses none)
