@@ -18,45 +18,30 @@ import jinja2.nativetypes
 import pytest
 import yaml
 
-from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.parsing.dataloader import DataLoader
 from ansible.playbook.play_context import PlayContext
 from ansible.playbook.task import Task
 from ansible.template import Templar
 
 from ansible_collections.qmp.balloon.plugins.action import balloon_stats_report as report_action
-from ansible_collections.qmp.balloon.plugins.module_utils._options import COMMON_ARGUMENT_SPEC
 from ansible_collections.qmp.balloon.plugins.modules import balloon_stats_report as stub
-from ansible_collections.qmp.balloon.plugins.plugin_utils import _facts, _report, _report_files
+from ansible_collections.qmp.balloon.plugins.plugin_utils import _report, _report_files
+from ansible_collections.qmp.balloon.tests.unit.plugins.action.gather_helpers import COLLECTED_AT, GIB, gathered_fact, info_vm
 
-GIB = 1024 ** 3
 FORMATS = ('json', 'csv', 'html', 'md')
 
 
-def info_vm(name, **fields):
-    base = {'name': name, 'endpoint': 'unix:/run/%s.qmp' % name, 'failed': False, 'health': 'ok', 'vm_status': 'running',
-            'polling_interval': 10, 'age': 3, 'last_update': 1700000000, 'unsupported': [],
-            'stats': {'total_memory': 4 * GIB, 'free_memory': 1 * GIB, 'available_memory': 2 * GIB}}
-    base.update(fields)
-    return base
-
-
-def fact(hypervisor, vms, collected_at='2026-12-07T10:00:00Z'):
+def fact(hypervisor, vms, collected_at=COLLECTED_AT):
     """The fact balloon_stats_facts makes of these VMs."""
-    spec = dict(COMMON_ARGUMENT_SPEC)
-    spec.update(_facts.ARGUMENT_SPEC)
-    given = {'sockets': ['/run/*.qmp']}
-    values = ArgumentSpecValidator(spec).validate(given).validated_parameters
-    plan = _facts.plan(values, given, lambda paths: [])
-    return _facts.build_fact({'vms': vms}, values, plan, hypervisor, None, collected_at=collected_at)
+    return gathered_fact({'vms': vms}, hypervisor, collected_at=collected_at, sockets=['/run/*.qmp'])
 
 
-def host(hypervisor, vms, collected_at='2026-12-07T10:00:00Z'):
+def host(hypervisor, vms, collected_at=COLLECTED_AT):
     """A hypervisor in hostvars with the fact read in this run (the fact's run is this process's)."""
     return {'ansible_facts': {'balloon_stats': fact(hypervisor, vms, collected_at)}}
 
 
-def fleet(low_memory=False, collected_at='2026-12-07T10:00:00Z'):
+def fleet(low_memory=False, collected_at=COLLECTED_AT):
     """hv1 with a compliant VM and one that is not; hv2 unreachable (no fact, not among the play's hosts)."""
     tight = {'total_memory': 4 * GIB, 'free_memory': 0, 'available_memory': (GIB // 20) if low_memory else 2 * GIB}
     return {'hv1': host('hv1', [info_vm('web1'), info_vm('db1', polling_interval=0, health='polling_disabled', stats=tight)],
@@ -342,6 +327,18 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypat
     with pytest.raises(OSError):
         _report_files.write_atomically(str(path), 'new')
     assert path.read_text(encoding='utf-8') == 'old' and listing(str(tmp_path)) == ['balloon-stats-x.json']
+
+
+@pytest.mark.parametrize('failure', [OSError(28, 'No space left on device'), KeyboardInterrupt()])
+def test_a_failed_link_leaves_the_old_link_and_no_temporary(tmp_path, monkeypatch, failure):
+    _report_files.link_atomically('r-1.json', str(tmp_path / 'r.json'))
+
+    def broken(source, destination):
+        raise failure
+    monkeypatch.setattr(_report_files.os, 'replace', broken)
+    with pytest.raises(type(failure)):
+        _report_files.link_atomically('r-2.json', str(tmp_path / 'r.json'))
+    assert os.readlink(str(tmp_path / 'r.json')) == 'r-1.json' and listing(str(tmp_path)) == ['r.json']
 
 
 def test_a_link_replaces_a_file(tmp_path):
