@@ -138,7 +138,8 @@ msg:
     12 rule results unknown. Report: /srv/audit/balloon-stats-report/balloon-stats.html"
 headline:
   description: The fleet in one line - every VM and hypervisor counted in its state, with the reasons of the hypervisors
-    not audited.
+    not audited, and how many VMs could not be read (the summary's C(vms_unreachable)) with their names (five at most;
+    each one's reason is in the files, the Markdown's findings included).
   returned: success
   type: str
 report:

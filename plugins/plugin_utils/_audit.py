@@ -42,6 +42,10 @@ def _vm_label(vm):
     return str(vm.get('name') or where or '?')
 
 
+def _listed_and_read(audit):
+    return '%d VM%s listed, %d read' % (audit['vms_listed'], '' if audit['vms_listed'] == 1 else 's', audit['vms_read'])
+
+
 def audit_summary(audit):
     """One sentence: how a hypervisor was (or would have been) audited."""
     parts = []
@@ -52,8 +56,7 @@ def audit_summary(audit):
         parts.append('not audited; as the inventory configures it (role defaults and play variables not visible)')
     transport = audit.get('transport')
     if audit['source'] == 'gather' and transport is None:
-        return ('how its VMs were found was not recorded (a fact gathered by an older qmp.balloon); %d VM%s listed, %d read'
-                % (audit['vms_listed'], '' if audit['vms_listed'] == 1 else 's', audit['vms_read']))
+        return 'how its VMs were found was not recorded (a fact gathered by an older qmp.balloon); ' + _listed_and_read(audit)
     if transport == 'libvirt':
         method = 'libvirt at %s' % (audit.get('libvirt_uri') or 'the default URI')
     elif transport == 'qmp':
@@ -86,7 +89,7 @@ def audit_summary(audit):
     if not audit.get('all_domains') and not audit.get('explicit_vms') and not audit.get('socket_globs'):
         parts.append('no VM given (no balloon_stats_vms, no balloon_stats_socket_globs)')
     if audit.get('vms_listed') is not None:
-        parts.append('%d VM%s listed, %d read' % (audit['vms_listed'], '' if audit['vms_listed'] == 1 else 's', audit['vms_read']))
+        parts.append(_listed_and_read(audit))
     return '; '.join(parts)
 
 

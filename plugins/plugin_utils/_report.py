@@ -316,7 +316,8 @@ def _names(names, limit=5):
 
 
 def headline(report):
-    """One line for the fleet: every VM and hypervisor counted in its state, reasons for the hosts that failed."""
+    """One line for the fleet: every VM and hypervisor counted in its state, reasons for the hosts that failed,
+    and the VMs that could not be read (their count is the summary's ``vms_unreachable``)."""
     summary = report['summary']
     hypervisors = report['hypervisors']
     parts = ['%d VM%s on %d hypervisor%s' % (summary['vms'], '' if summary['vms'] == 1 else 's',
@@ -329,6 +330,11 @@ def headline(report):
     no_vms = [h['name'] for h in hypervisors if h['status'] == 'no_vms']
     if no_vms:
         problems.append('%d without VMs: %s' % (len(no_vms), _names(no_vms)))
+    unread = summary['vms_unreachable']
+    if unread:
+        # VMs counted above whose read failed (the summary's count); each one's reason is in the files
+        problems.append('%d VM%s could not be read: %s' % (unread, '' if unread == 1 else 's', _names(
+            '%s/%s' % (vm.get('hypervisor'), vm.get('name')) for vm in report['vms'] if not vm.get('reachable', True))))
     if problems:
         parts[0] += ' (%s)' % '; '.join(problems)
     by_severity = ', '.join('%d %s' % (summary['by_severity'][severity], severity) for severity in report['severities'])

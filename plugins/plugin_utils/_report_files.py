@@ -230,22 +230,29 @@ def directory_lock(path):
         os.close(descriptor)   # releases the lock
 
 
+@contextlib.contextmanager
+def _removed_on_failure(temporary):
+    """Remove the temporary file or link ``temporary`` when the block fails (the failure goes on)."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
 def write_atomically(path, text, mode=0o644):
     """Write ``text`` (UTF-8) to ``path`` through a temporary file in its directory and one rename:
     a reader sees the old file or the new one, never a part."""
     directory, base = os.path.split(path)
     descriptor, temporary = tempfile.mkstemp(prefix='.%s.' % base, suffix='.tmp', dir=directory)
-    try:
+    with _removed_on_failure(temporary):
         with os.fdopen(descriptor, 'wb') as handle:
             handle.write(text.encode('utf-8'))
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(temporary, mode)
         os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
 
 
 def link_atomically(target, path):
@@ -261,12 +268,8 @@ def link_atomically(target, path):
             continue
     else:
         raise OSError('could not make a temporary link beside %s' % path)
-    try:
+    with _removed_on_failure(temporary):
         os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
 
 
 def remove_runs(directory, name, stamps):

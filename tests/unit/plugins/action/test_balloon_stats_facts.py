@@ -14,33 +14,15 @@ from unittest import mock
 import pytest
 import yaml
 
-from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.playbook.play_context import PlayContext
 from ansible.playbook.task import Task
 
 from ansible_collections.qmp.balloon.plugins.action.balloon_stats_facts import INFO_MODULE, ActionModule
-from ansible_collections.qmp.balloon.plugins.module_utils._options import COMMON_ARGUMENT_SPEC
 from ansible_collections.qmp.balloon.plugins.modules import balloon_stats_facts as stub
 from ansible_collections.qmp.balloon.plugins.plugin_utils import _facts
+from ansible_collections.qmp.balloon.tests.unit.plugins.action.gather_helpers import GIB, fact_params, gathered_fact, info_vm, unread_vm
 
 ROOT = os.path.join(os.path.dirname(__file__), '..', '..', '..', '..')
-GIB = 1024 ** 3
-
-
-def params(**given):
-    spec = dict(COMMON_ARGUMENT_SPEC)
-    spec.update(_facts.ARGUMENT_SPEC)
-    result = ArgumentSpecValidator(spec).validate(given)
-    assert not result.error_messages, result.error_messages
-    return result.validated_parameters
-
-
-def info_vm(name, **fields):
-    base = {'name': name, 'endpoint': 'unix:/run/%s.qmp' % name, 'failed': False, 'health': 'ok', 'vm_status': 'running',
-            'polling_interval': 10, 'age': 3, 'last_update': 1700000000, 'unsupported': [],
-            'stats': {'total_memory': 4 * GIB, 'free_memory': 1 * GIB, 'available_memory': 2 * GIB}}
-    base.update(fields)
-    return base
 
 
 def no_lookup(paths):
@@ -73,7 +55,7 @@ def test_the_documented_options_are_the_spec():
 
 
 def test_the_defaults():
-    values = params(sockets=['/run/vms/*.qmp'])
+    values = fact_params(sockets=['/run/vms/*.qmp'])
     assert _facts.option_problems(values) == []
     assert values['pressure'] == {'headroom_high': 5.0, 'headroom_moderate': 10.0, 'major_faults': 5.0, 'swap_bytes': 1048576.0}
     assert values['transport'] == 'auto' and values['expected_interval'] == 10
@@ -88,12 +70,12 @@ def test_the_defaults():
     ({'expected_interval': -5}, 'expected_interval must be 0 or more seconds, got -5'),
 ])
 def test_out_of_range_options_are_named(given, problem):
-    assert problem in _facts.option_problems(params(**given))
+    assert problem in _facts.option_problems(fact_params(**given))
 
 
 def test_a_bad_rule_is_refused_before_anything_is_read():
     with pytest.raises(Exception, match="rule 'broken': invalid JMESPath query"):
-        _facts.plan(params(sockets=['/run/*.qmp'], rules=[{'name': 'broken', 'query': 'stats.total_memory >='}]),
+        _facts.plan(fact_params(sockets=['/run/*.qmp'], rules=[{'name': 'broken', 'query': 'stats.total_memory >='}]),
                     {'sockets': ['/run/*.qmp']}, no_lookup)
 
 
@@ -116,7 +98,7 @@ def test_transport_auto(given, found, transport, all_domains):
         looked.append(paths)
         assert found is not None, 'looked up although the selection decides'
         return found
-    plan = _facts.plan(params(**given), dict((k, v) for k, v in given.items()), lookup)
+    plan = _facts.plan(fact_params(**given), dict((k, v) for k, v in given.items()), lookup)
     assert (plan['transport'], plan['all_domains']) == (transport, all_domains)
     assert plan['transport_setting'] == given.get('transport', 'auto')
     assert bool(looked) == (found is not None)
@@ -124,34 +106,27 @@ def test_transport_auto(given, found, transport, all_domains):
 
 def test_the_module_gets_only_what_was_given_and_a_glob_may_match_nothing():
     given = {'sockets': ['/run/vms/*.qmp'], 'timeout': 2.0, 'libvirt_uri': 'qemu:///system', 'transport': 'auto'}
-    plan = _facts.plan(params(**given), given, no_lookup)
+    plan = _facts.plan(fact_params(**given), given, no_lookup)
     assert plan['module_args'] == {'sockets': ['/run/vms/*.qmp'], 'timeout': 2.0, 'transport': 'qmp', 'allow_empty': True,
                                    'fail_on_error': False}
 
 
 def test_libvirt_reads_every_domain_with_the_uri():
     given = {'transport': 'libvirt', 'libvirt_uri': 'qemu+ssh://x/system'}
-    plan = _facts.plan(params(**given), given, no_lookup)
+    plan = _facts.plan(fact_params(**given), given, no_lookup)
     assert plan['module_args'] == {'transport': 'libvirt', 'libvirt_uri': 'qemu+ssh://x/system', 'all_domains': True,
                                    'fail_on_error': False}
 
 
 def test_no_vm_given_is_no_module_call():
-    plan = _facts.plan(params(transport='qmp'), {'transport': 'qmp'}, no_lookup)
+    plan = _facts.plan(fact_params(transport='qmp'), {'transport': 'qmp'}, no_lookup)
     assert plan['module_args'] is None
 
 
 # ---- the fact and its outcome ---------------------------------------------------------------
 
-def build(read, previous=None, **given):
-    values = params(**given)
-    plan = _facts.plan(values, given, lambda paths: [])
-    return _facts.build_fact(read, values, plan, 'hv1', previous, collected_at='2026-12-07T10:00:00Z')
-
-
 def test_the_fact_has_the_keys_of_the_role_and_an_outcome():
-    fact = build({'vms': [info_vm('vm1'), {'name': 'down', 'endpoint': 'unix:/run/down.qmp', 'failed': True, 'msg': 'x'}]},
-                 sockets=['/run/*.qmp'])
+    fact = gathered_fact({'vms': [info_vm('vm1'), unread_vm('down')]}, sockets=['/run/*.qmp'])
     assert set(fact) == {'hypervisor', 'collected_at', 'run', 'expected_interval', 'status', 'reason', 'outcome', 'empty_globs',
                          'audit', 'parameters', 'rules', 'vms', 'summary'}
     assert fact['outcome'] == {'status': 'ok', 'reason': '', 'stage': 'gather', 'run': _facts.run_id()}
@@ -171,8 +146,8 @@ def test_rates_come_from_the_previous_fact():
     def sample(last_update, major_faults):
         return info_vm('vm1', last_update=last_update,
                        stats={'total_memory': 4 * GIB, 'available_memory': 2 * GIB, 'major_faults': major_faults})
-    before = build({'vms': [sample(1000, 100)]}, sockets=['/run/*.qmp'])
-    after = build({'vms': [sample(1010, 200)]}, previous=before, sockets=['/run/*.qmp'])
+    before = gathered_fact({'vms': [sample(1000, 100)]}, sockets=['/run/*.qmp'])
+    after = gathered_fact({'vms': [sample(1010, 200)]}, previous=before, sockets=['/run/*.qmp'])
     assert after['vms'][0]['rates']['major_faults'] == 10.0
 
 
@@ -192,7 +167,7 @@ def test_rates_come_from_the_previous_fact():
       'stage': 'gather'}),
 ])
 def test_the_outcome_of_a_hypervisor_without_vms(given, empty_globs, outcome):
-    fact = build({'vms': [], 'empty_globs': empty_globs}, **given)
+    fact = gathered_fact({'vms': [], 'empty_globs': empty_globs}, **given)
     assert fact['outcome'] == dict(outcome, run=_facts.run_id())
     assert (fact['status'], fact['reason']) == (outcome['status'], outcome['reason'])
     assert _facts.verdict(fact) == 'hv1: %s (%s)' % (outcome['status'], outcome['reason'])
@@ -299,7 +274,7 @@ def test_the_run_is_the_same_in_every_worker_of_one_run_and_differs_between_runs
 
 def test_a_failure_is_recorded_without_reading_and_keeps_the_previous_samples():
     recorder = Recorder()
-    previous = build({'vms': [info_vm('vm1')]}, sockets=['/run/*.qmp'])
+    previous = gathered_fact({'vms': [info_vm('vm1')]}, sockets=['/run/*.qmp'])
     previous['run'] = previous['outcome']['run'] = 'an earlier run'
     result = action({'failure': {'reason': 'No VM found on hv1', 'stage': 'Fail when no VM was found'}}, recorder).run(
         task_vars={'inventory_hostname': 'hv1', 'ansible_facts': {'balloon_stats': previous}})
@@ -319,11 +294,10 @@ def test_a_vm_that_could_not_be_read_keeps_its_last_sample_for_the_next_rates():
     def sample(last_update, oom_kills, major_faults):
         return info_vm('vm1', last_update=last_update, stats={'total_memory': 4 * GIB, 'available_memory': 2 * GIB,
                                                               'oom_kills': oom_kills, 'major_faults': major_faults})
-    first = build({'vms': [sample(1000, 1, 100)]}, sockets=['/run/*.qmp'])
-    busy = build({'vms': [{'name': 'vm1', 'endpoint': 'unix:/run/vm1.qmp', 'failed': True, 'msg': 'monitor busy'}]},
-                 previous=first, sockets=['/run/*.qmp'])
+    first = gathered_fact({'vms': [sample(1000, 1, 100)]}, sockets=['/run/*.qmp'])
+    busy = gathered_fact({'vms': [unread_vm('vm1', 'monitor busy')]}, previous=first, sockets=['/run/*.qmp'])
     assert busy['vms'][0]['last_sample'] == {'last_update': 1000, 'stats': first['vms'][0]['stats']}
-    again = build({'vms': [sample(1020, 4, 300)]}, previous=busy, sockets=['/run/*.qmp'])
+    again = gathered_fact({'vms': [sample(1020, 4, 300)]}, previous=busy, sockets=['/run/*.qmp'])
     assert again['vms'][0]['rates']['major_faults'] == 10.0 and again['vms'][0]['rates']['oom_kills'] == 3
     assert again['vms'][0]['pressure']['verdict'] == 'high'
     assert 'last_sample' not in again['vms'][0]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from unittest import mock
 
@@ -18,45 +19,30 @@ import jinja2.nativetypes
 import pytest
 import yaml
 
-from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.parsing.dataloader import DataLoader
 from ansible.playbook.play_context import PlayContext
 from ansible.playbook.task import Task
 from ansible.template import Templar
 
 from ansible_collections.qmp.balloon.plugins.action import balloon_stats_report as report_action
-from ansible_collections.qmp.balloon.plugins.module_utils._options import COMMON_ARGUMENT_SPEC
 from ansible_collections.qmp.balloon.plugins.modules import balloon_stats_report as stub
-from ansible_collections.qmp.balloon.plugins.plugin_utils import _facts, _report, _report_files
+from ansible_collections.qmp.balloon.plugins.plugin_utils import _report, _report_files
+from ansible_collections.qmp.balloon.tests.unit.plugins.action.gather_helpers import COLLECTED_AT, GIB, gathered_fact, info_vm, unread_vm
 
-GIB = 1024 ** 3
 FORMATS = ('json', 'csv', 'html', 'md')
 
 
-def info_vm(name, **fields):
-    base = {'name': name, 'endpoint': 'unix:/run/%s.qmp' % name, 'failed': False, 'health': 'ok', 'vm_status': 'running',
-            'polling_interval': 10, 'age': 3, 'last_update': 1700000000, 'unsupported': [],
-            'stats': {'total_memory': 4 * GIB, 'free_memory': 1 * GIB, 'available_memory': 2 * GIB}}
-    base.update(fields)
-    return base
-
-
-def fact(hypervisor, vms, collected_at='2026-12-07T10:00:00Z'):
+def fact(hypervisor, vms, collected_at=COLLECTED_AT):
     """The fact balloon_stats_facts makes of these VMs."""
-    spec = dict(COMMON_ARGUMENT_SPEC)
-    spec.update(_facts.ARGUMENT_SPEC)
-    given = {'sockets': ['/run/*.qmp']}
-    values = ArgumentSpecValidator(spec).validate(given).validated_parameters
-    plan = _facts.plan(values, given, lambda paths: [])
-    return _facts.build_fact({'vms': vms}, values, plan, hypervisor, None, collected_at=collected_at)
+    return gathered_fact({'vms': vms}, hypervisor, collected_at=collected_at, sockets=['/run/*.qmp'])
 
 
-def host(hypervisor, vms, collected_at='2026-12-07T10:00:00Z'):
+def host(hypervisor, vms, collected_at=COLLECTED_AT):
     """A hypervisor in hostvars with the fact read in this run (the fact's run is this process's)."""
     return {'ansible_facts': {'balloon_stats': fact(hypervisor, vms, collected_at)}}
 
 
-def fleet(low_memory=False, collected_at='2026-12-07T10:00:00Z'):
+def fleet(low_memory=False, collected_at=COLLECTED_AT):
     """hv1 with a compliant VM and one that is not; hv2 unreachable (no fact, not among the play's hosts)."""
     tight = {'total_memory': 4 * GIB, 'free_memory': 0, 'available_memory': (GIB // 20) if low_memory else 2 * GIB}
     return {'hv1': host('hv1', [info_vm('web1'), info_vm('db1', polling_interval=0, health='polling_disabled', stats=tight)],
@@ -224,6 +210,75 @@ def test_html_and_markdown_escape_what_the_vms_are_called(tmp_path, clock):
     assert '{{ 7 * 6 }}\\|x' in markdown and '&lt;script&gt;' in markdown and '<script>' not in markdown
 
 
+# ---- the VMs that could not be read -------------------------------------------------------------
+
+def unread_fleet(count):
+    """hv1 with one VM read and ``count`` VMs that could not be read (vm0, vm1, ...), hv2 with one of each."""
+    busy = [unread_vm('vm%d' % index, 'vm%d (unix:/run/vm%d.qmp): monitor busy' % (index, index)) for index in range(count)]
+    return {'hv1': host('hv1', [info_vm('web1')] + busy),
+            'hv2': host('hv2', [info_vm('db1'), unread_vm('down', 'down (unix:/run/down.qmp): no QEMU listens')])}
+
+
+@pytest.mark.parametrize('count, said', [
+    (0, '1 VM could not be read: hv2/down'),
+    (1, '2 VMs could not be read: hv1/vm0, hv2/down'),
+    (6, '7 VMs could not be read: hv1/vm0, hv1/vm1, hv1/vm2, hv1/vm3, hv1/vm4, ...'),
+])
+def test_the_headline_counts_the_vms_that_could_not_be_read(tmp_path, clock, count, said):
+    result = run({'dir': str(tmp_path)}, unread_fleet(count), ansible_play_hosts=['hv1', 'hv2'])
+    assert result['summary']['vms_unreachable'] == count + 1
+    assert result['headline'].startswith('%d VMs on 2 hypervisors (%s): ' % (count + 3, said)), result['headline']
+    report = json.loads((tmp_path / 'balloon-stats.json').read_text(encoding='utf-8'))
+    assert report['headline'] == result['headline'] and report['summary']['vms_unreachable'] == count + 1
+
+
+def test_the_headline_says_nothing_of_unread_vms_when_every_vm_was_read(tmp_path, clock):
+    result = run({'dir': str(tmp_path)}, fleet())
+    assert result['summary']['vms_unreachable'] == 0
+    assert 'could not be read' not in result['headline']
+    # beside the other problems, after them
+    both = dict(fleet(), hv3=host('hv3', [unread_vm('down', 'down (unix:/run/down.qmp): no QEMU listens')]))
+    result = run({'dir': str(tmp_path / 'both')}, both, ansible_play_hosts=['hv1', 'hv3'])
+    assert result['headline'].startswith('3 VMs on 3 hypervisors (1 unreachable: hv2 (%s); 1 VM could not be read: hv3/down): '
+                                         % _report.UNREACHABLE_REASON), result['headline']
+
+
+def markdown_findings(markdown):
+    """The Findings table of the Markdown report: its header, then a list of cells per row."""
+    lines = markdown.split('## Findings\n\n', 1)[1].split('\n\n', 1)[0].splitlines()
+    rows = [[cell.strip() for cell in re.split(r'(?<!\\)[|]', line.strip()[1:-1])] for line in lines]
+    return rows[0], rows[2:]
+
+
+def test_the_markdown_says_why_a_vm_could_not_be_read(tmp_path, clock):
+    hostvars = {'hv1': host('hv1', [info_vm('web1'), info_vm('db1', polling_interval=0),
+                                    unread_vm('vm1', 'vm1 (unix:/run/*|vm1.qmp): <refused>')])}
+    run({'dir': str(tmp_path)}, hostvars, ansible_play_hosts=['hv1'])
+    markdown = (tmp_path / 'balloon-stats.md').read_text(encoding='utf-8')
+    header, rows = markdown_findings(markdown)
+    assert header == ['Hypervisor', 'VM', 'State', 'Violations', 'Unknown', 'Pressure', 'Why not read']
+    # the reason as the JSON and the HTML have it, escaped for a table cell and outside a code span
+    assert rows == [['hv1', 'db1', 'non_compliant', 'polling_interval', '', 'none', ''],
+                    ['hv1', 'vm1', 'non_compliant', 'reachable', 'polling_interval, driver_reporting, data_fresh, '
+                     'min_available_memory, memory_pressure', 'unknown', 'vm1 (unix:/run/\\*\\|vm1.qmp): &lt;refused&gt;']]
+    [unread] = [vm for vm in json.loads((tmp_path / 'balloon-stats.json').read_text(encoding='utf-8'))['vms'] if vm['name'] == 'vm1']
+    assert unread['error'] == 'vm1 (unix:/run/*|vm1.qmp): <refused>'
+    assert 'vm1 (unix:/run/*|vm1.qmp): &lt;refused&gt;' in (tmp_path / 'balloon-stats.html').read_text(encoding='utf-8')
+
+
+def test_the_markdown_lists_a_vm_that_could_not_be_read_whatever_its_state(tmp_path, clock):
+    """Without rules an unread VM is compliant: the Findings table still says it was not read, and why."""
+    fact_ = gathered_fact({'vms': [info_vm('web1'), unread_vm('vm1', 'vm1 (unix:/run/vm1.qmp): monitor busy')]}, 'hv1',
+                          sockets=['/run/*.qmp'], builtin_rules=[])
+    run({'dir': str(tmp_path)}, {'hv1': {'ansible_facts': {'balloon_stats': fact_}}}, ansible_play_hosts=['hv1'])
+    header, rows = markdown_findings((tmp_path / 'balloon-stats.md').read_text(encoding='utf-8'))
+    assert rows == [['hv1', 'vm1', 'compliant', '', '', 'unknown', 'vm1 (unix:/run/vm1.qmp): monitor busy']]
+    # every VM read and compliant: the row that says so fills every column
+    run({'dir': str(tmp_path / 'all')}, {'hv1': host('hv1', [info_vm('web1')])}, ansible_play_hosts=['hv1'])
+    header, rows = markdown_findings((tmp_path / 'all' / 'balloon-stats.md').read_text(encoding='utf-8'))
+    assert rows == [['', '', 'every VM compliant', '', '', '', '']] and len(header) == 7
+
+
 def test_unchanged_findings_are_not_changed_and_a_change_is(tmp_path, clock):
     first = run({'dir': str(tmp_path)}, fleet(collected_at='2026-12-07T10:00:00Z'))
     again = run({'dir': str(tmp_path)}, fleet(collected_at='2026-12-07T10:05:00Z'))
@@ -343,6 +398,18 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypat
     with pytest.raises(OSError):
         _report_files.write_atomically(str(path), 'new')
     assert path.read_text(encoding='utf-8') == 'old' and listing(str(tmp_path)) == ['balloon-stats-x.json']
+
+
+@pytest.mark.parametrize('failure', [OSError(28, 'No space left on device'), KeyboardInterrupt()])
+def test_a_failed_link_leaves_the_old_link_and_no_temporary(tmp_path, monkeypatch, failure):
+    _report_files.link_atomically('r-1.json', str(tmp_path / 'r.json'))
+
+    def broken(source, destination):
+        raise failure
+    monkeypatch.setattr(_report_files.os, 'replace', broken)
+    with pytest.raises(type(failure)):
+        _report_files.link_atomically('r-2.json', str(tmp_path / 'r.json'))
+    assert os.readlink(str(tmp_path / 'r.json')) == 'r-1.json' and listing(str(tmp_path)) == ['r.json']
 
 
 def test_a_link_replaces_a_file(tmp_path):
