@@ -37,8 +37,9 @@ BUILTIN_RULES = [
      'severity': 'critical', 'always': True},
     {'name': 'polling_interval',
      'description': ('Polling runs: at most the expected interval (balloon_stats_interval_rule at_most, so Proxmox\'s 2 s '
-                     'passes), or exactly it (exact)'),
+                     'passes), or exactly it (exact); an expected interval of 0 means polling off'),
      'query': ("(interval_rule == 'exact' && polling_interval == expected_interval) "
+               "|| (interval_rule == 'at_most' && expected_interval == `0` && polling_interval == `0`) "
                "|| (interval_rule == 'at_most' && polling_interval > `0` && polling_interval <= expected_interval)"),
      'severity': 'critical'},
     {'name': 'driver_reporting', 'description': "The guest's balloon driver has reported statistics at least once",

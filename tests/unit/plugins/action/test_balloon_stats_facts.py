@@ -142,6 +142,22 @@ def test_the_fact_has_the_keys_of_the_role_and_an_outcome():
                                     'pressure high on 0, moderate on 0, unknown on 1')
 
 
+@pytest.mark.parametrize('rule, expected, polling, broken', [
+    ('at_most', 10, 2, False),     # Proxmox's 2 s
+    ('at_most', 10, 0, True),      # polling off where it should run
+    ('at_most', 10, 20, True),
+    ('at_most', 0, 0, False),      # polling off, as expected
+    ('at_most', 0, 2, True),
+    ('exact', 0, 0, False),
+    ('exact', 10, 2, True),
+])
+def test_the_polling_interval_rule(rule, expected, polling, broken):
+    fact = gathered_fact({'vms': [info_vm('vm1', polling_interval=polling)]}, sockets=['/run/*.qmp'],
+                         expected_interval=expected, interval_rule=rule)
+    violations = [violation['rule'] for violation in fact['vms'][0]['compliance']['violations']]
+    assert ('polling_interval' in violations) is broken, violations
+
+
 def test_rates_come_from_the_previous_fact():
     def sample(last_update, major_faults):
         return info_vm('vm1', last_update=last_update,
