@@ -59,14 +59,15 @@ class ActionModule(ActionBase):
         if role['entry'] in ('main', 'gather', 'export'):
             problems = _role_plan.threshold_problems(role)
             if problems:
-                return {'failed': True, 'msg': _role_plan.THRESHOLDS_INVALID + '; '.join(problems)}
+                return {'failed': True, 'msg': _role_plan.THRESHOLDS_INVALID + '; '.join(problems),
+                        'check': _role_plan.CHECKS['thresholds']}
         if taken['reads']:
             problems = _role_plan.selection_problems(role, hostname)
             if problems:
-                return {'failed': True, 'msg': problems[0]}
+                return {'failed': True, 'msg': problems[0], 'check': _role_plan.CHECKS['selection']}
         problems = _role_plan.prepare_problems(role, directory)
         if problems:
-            return {'failed': True, 'msg': '; '.join(problems)}
+            return {'failed': True, 'msg': '; '.join(problems), 'check': _role_plan.CHECKS['prepare']}
 
         configured = task_vars.get('ansible_python_interpreter')
         if configured is not None:
@@ -86,12 +87,14 @@ class ActionModule(ActionBase):
             found, facts = _role_plan.parse_host_output(result.get('stdout') or '', probe)
             if probe and facts is None:
                 why = _role_plan.python_failure(python, hostname, result.get('rc'), result.get('stderr'))
-                return {'failed': True, 'msg': why}
+                return {'failed': True, 'msg': why, 'check': _role_plan.CHECKS['python']}
             if lookup and not probe and result.get('rc') != 0:
                 raise AnsibleError('could not look for libvirt\'s sockets on the host (%s)'
                                    % ((result.get('stderr') or '').strip() or 'exit status %s' % result.get('rc')))
         plan = _role_plan.plan(role, taken, _role_plan.choose_transport(role, found), facts, self._task.check_mode,
                                configured, directory)
+        if plan['no_vm_given']:
+            return {'failed': True, 'msg': _role_plan.no_vm_given_message(hostname), 'check': _role_plan.CHECKS['no_vm']}
         result = dict(plan, changed=False, queried_host=False)
         if plan['check_pending']:
             result['msg'] = _role_plan.check_pending_line(plan)

@@ -39,6 +39,14 @@ COUNTS = ('pressure_major_faults', 'pressure_swap_bytes', 'report_keep')
 THRESHOLDS_INVALID = 'Invalid role variables, nothing was read or written: '
 LIBVIRT_CONFLICT = ('%s uses transport libvirt: balloon_stats_vms entries need a domain (name or UUID) and '
                     'balloon_stats_socket_globs must be empty; set balloon_stats_transport: qmp to use QMP sockets')
+#: The name of each check of the plan: a failure is raised again under it (tasks/main.yml's rescue).
+CHECKS = {
+    'thresholds': 'Check the thresholds and limits',
+    'selection': 'Check the VM selection variables',
+    'prepare': 'Check the prepare variables',
+    'python': "Fail when this hypervisor's Python could not be run",
+    'no_vm': 'Fail when no VM is given and VMs are required',
+}
 #: The prefix of the host command's lines that name a libvirt socket found.
 FOUND = 'libvirt-socket '
 
@@ -222,6 +230,12 @@ def python_failure(python, hostname, rc, err):
     why = lines[-1].strip() if lines else ('exit status %s' % rc if rc else 'no output')
     return ('The Python %s on %s could not be run (%s): set ansible_python_interpreter to a Python 3.9 or later on that host'
             % (python, hostname, why))
+
+
+def no_vm_given_message(hostname):
+    """The failure of a hypervisor given no VM while balloon_stats_require_vms is true."""
+    return ('No VM found on %s: balloon_stats_vms is empty and no socket glob is given (balloon_stats_require_vms is true)'
+            % hostname)
 
 
 def plan(role, taken, transport, facts, check_mode, user_python, directory):

@@ -280,15 +280,30 @@ def test_the_action_fails_before_the_host_on_bad_input():
     recorder = Recorder()
     result = action({'role': role(min_available_percent=150)}, recorder).run(task_vars=TASK_VARS)
     assert result['failed'] and result['msg'].startswith('Invalid role variables, nothing was read or written: ')
-    assert result['queried_host'] is False
+    assert result['queried_host'] is False and result['check'] == 'Check the thresholds and limits'
     result = action({'role': role(socket_globs=['relative/*.qmp'])}, recorder).run(task_vars=TASK_VARS)
     assert result['failed'] and result['msg'].startswith('balloon_stats_socket_globs must be absolute')
+    assert result['check'] == 'Check the VM selection variables'
     # configure checks no threshold (it uses none)
     result = action({'role': role(entry='configure', min_available_percent=150)}, Recorder(stdout=json.dumps(HOST)))
     assert not result.run(task_vars=TASK_VARS).get('failed')
     assert recorder.commands == []
     result = action({'role': role(entry='gather')}, Recorder()).run(task_vars=TASK_VARS)
     assert result['failed'] and result['msg'].startswith('The Python /usr/bin/python3 on hv1 could not be run (')
+    assert result['check'] == "Fail when this hypervisor's Python could not be run"
+    result = action({'role': role(prepare='maybe')}, Recorder()).run(task_vars=TASK_VARS)
+    assert result['failed'] and result['check'] == 'Check the prepare variables'
+
+
+def test_a_hypervisor_given_no_vm_fails_after_the_probe_with_require_vms():
+    recorder = Recorder(stdout=json.dumps(HOST))
+    result = action({'role': role(socket_globs=[], transport='qmp', require_vms=True)}, recorder).run(task_vars=TASK_VARS)
+    assert len(recorder.commands) == 1
+    assert result['failed'] and result['check'] == 'Fail when no VM is given and VMs are required'
+    assert result['msg'] == ('No VM found on hv1: balloon_stats_vms is empty and no socket glob is given '
+                             '(balloon_stats_require_vms is true)')
+    result = action({'role': role(socket_globs=[], transport='qmp')}, Recorder(stdout=json.dumps(HOST))).run(task_vars=TASK_VARS)
+    assert not result.get('failed') and not result['has_vms']
 
 
 def test_nothing_runs_on_the_host_when_no_step_reads():
