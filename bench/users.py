@@ -130,7 +130,10 @@ def _split(run):
             'tasks': len(tasks), 'module_tasks': len(module_tasks),
             'module_tasks_s': sum(task.get('duration') or 0 for task in module_tasks),
             'other_tasks_s': sum(task.get('duration') or 0 for task in tasks if task not in module_tasks),
-            'host_results': sum(len(task['hosts']) for task in tasks)}
+            'host_results': sum(len(task['hosts']) for task in tasks),
+            'task_rows': [{'name': task['name'], 'action': task['action'], 'duration': task.get('duration'),
+                           'skipped': sum(1 for data in task['hosts'].values() if data.get('status') == 'skipped'),
+                           'hosts': len(task['hosts'])} for task in tasks]}
 
 
 def _calls(run, hosts):
@@ -189,6 +192,11 @@ def users_run(runner, python, hosts, per_host, forks, work, rounds, warmup=True)
     finally:
         fake.stop()
     summarise_users(result)
+    # The per-task rows of the first round only (results.json stays small).
+    for runs in result['runs'].values():
+        for run in runs[1:]:
+            if run.get('split'):
+                run['split'].pop('task_rows', None)
     return result
 
 
@@ -198,7 +206,8 @@ def summarise_users(result):
         walls = [run['wall'] for run in runs if run['rc'] == 0]
         splits = [run['split'] for run in runs if run.get('split')]
         med[name] = {'wall': median(walls), 'best': min(walls) if walls else None, 'walls': walls,
-                     'split': {key: median([split[key] for split in splits]) for key in splits[0]} if splits else None,
+                     'split': {key: median([split[key] for split in splits]) for key in splits[0] if key != 'task_rows'} if splits else None,
+                     'task_rows': splits[0]['task_rows'] if splits else [],
                      'calls': runs[0]['calls'] if runs else None}
         if runs:
             # The counts of every round, to show they do not move.
@@ -269,6 +278,13 @@ def users_targets(result):
                             split['tasks'], bare_split['tasks'], _fmt(split['module_tasks_s'], 1),
                             split['tasks'] - split['module_tasks'], _fmt(split['other_tasks_s'], 1), result['hosts'],
                             split['exit_s'] - bare_split['exit_s']))
+            longest = sorted((row for row in role.get('task_rows') or [] if row.get('duration') is not None),
+                             key=lambda row: -row['duration'])[:4]
+            if longest:
+                measured += '; its longest tasks (round 1): %s' % ', '.join(
+                    '"%s" (%s%s) %s s' % (row['name'].split(' : ', 1)[-1][:60].rstrip(), row['action'].replace('ansible.builtin.', ''),
+                                          ', skipped' if row['skipped'] == row['hosts'] else '', _fmt(row['duration'], 1))
+                    for row in longest)
         checks.append(('role on %d x %d fakes, whole processes: %s <= %sx %s'
                        % (result['hosts'], result['vms_per_host'], comparison['role'], _fmt(comparison['target'], 1),
                           'one bare info task' if comparison['bare'] == 'bare info' else 'bare polling + info'), holds, measured))
