@@ -2,7 +2,8 @@
 # Copyright (c) qmp.balloon contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Plot bench/run.py's results.json: time against the number of VMs for each method, and peak memory.
+"""Plot bench/run.py's results.json: time against the number of VMs for each method, peak memory, and the role as users
+run it (or, without it, the in-play fleet sweep).
 
     python plot.py results.json bench.png          (bench venv: matplotlib)
 """
@@ -63,6 +64,27 @@ def plot_fleet(axes, overhead):
     axes.legend(fontsize=8, loc='upper left')
 
 
+def plot_users(axes, users):
+    """The role as users run it: whole ansible-playbook processes, median seconds, the role beside its bare pair."""
+    names = [name for name in ('bare info', 'role gather', 'bare two', 'role main', 'role main, report')
+             if (users['median'].get(name) or {}).get('wall') is not None]
+    colours = ['tab:green' if name.startswith('bare') else 'tab:blue' for name in names]
+    walls = [users['median'][name]['wall'] for name in names]
+    axes.barh(range(len(names)), walls, color=colours)
+    axes.set_yticks(range(len(names)))
+    axes.set_yticklabels(names, fontsize=8)
+    axes.invert_yaxis()
+    for comparison in users['comparisons']:
+        if comparison['role'] in names and comparison['ratio'] is not None:
+            index = names.index(comparison['role'])
+            axes.annotate('%.2fx %s (target %.1fx)' % (comparison['ratio'], comparison['bare'], comparison['target']),
+                          (walls[index], index), textcoords='offset points', xytext=(4, -3), fontsize=7.5)
+    axes.set_xlim(0, max(walls or [1]) * 1.8)
+    axes.set_xlabel('whole ansible-playbook process, s (median of %d)' % users['rounds'])
+    axes.set_title('Role as users run it: %d x %d fakes, forks %d' % (users['hosts'], users['vms_per_host'], users['forks']))
+    axes.grid(True, axis='x', alpha=0.3)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     with open(argv[0]) as handle:
@@ -71,7 +93,11 @@ def main(argv=None):
     real = [result for result in results['sets'] if result['kind'] == 'qemu']
     curve = (results.get('fleet_overhead') or {}).get('curve') or {}
     has_fleet = any(len(line.get('points', [])) > 1 for line in curve.values())
-    if has_fleet:
+    users = results.get('users')
+    if users and users.get('median'):
+        figure, (left, right, users_axes) = plt.subplots(1, 3, figsize=(18, 5.5), gridspec_kw={'width_ratios': [2, 1, 1.2]})
+        plot_users(users_axes, users)
+    elif has_fleet:
         figure, (left, right, fleet_axes) = plt.subplots(1, 3, figsize=(18, 5.5), gridspec_kw={'width_ratios': [2, 1, 1]})
         plot_fleet(fleet_axes, results['fleet_overhead'])
     else:

@@ -5,10 +5,11 @@
 """qmp.balloon benchmark: one task for many VMs against the alternatives, in one run.
 
     bench/run.py              full run (make bench): N = 10, 100, 1000 fake monitors, M = 20 real
-                              QEMU VMs (-S, 64 MiB), M libvirt domains on a private libvirtd, fleet
-                              (role vs bare tasks, fleet sweep), concurrency sweep, profile, plot
-    bench/run.py --smoke      tiny run for make test (< 60 s): 3 fakes, 1 QEMU VM, 2-host fleet,
-                              1 repeat, no libvirt/plot/profile; exits 1 when any measured task failed
+                              QEMU VMs (-S, 64 MiB), M libvirt domains on a private libvirtd, the
+                              role as users run it (whole processes, 50 x 20 fakes), the warm in-play
+                              fleet (role vs bare tasks), concurrency sweep, profile, plot
+    bench/run.py --smoke      tiny run for make test: 3 fakes, 1 QEMU VM, 2-host fleets, 1 repeat,
+                              no libvirt/plot/profile; exits 1 when any measured task failed
 
 Methods, for every set of VMs (docs/performance.md says more):
   (a) one balloon_stats_info task over all targets; (a0) the same task with targets: [] (Ansible's fixed cost)
@@ -29,10 +30,18 @@ Methods, for every set of VMs (docs/performance.md says more):
       (bench/filter_plugins/qbb_virsh.py)
   fixed cost: ansible.builtin.stat, balloon_stats_info and balloon_stats_polling with no VM, side by
       side in one play (--fixed-tasks rounds; the target) and N tasks per play minus an empty play
-  fleet: bench/fleet.py (its docstring): on --fleet HOSTSxVMS fake VMs (local connection, --forks),
-      the role's gather and main against bare balloon_stats_info / polling + info tasks, with and
-      without a prepare in the play, module calls per hypervisor counted; the fleet sweep at 10 and
-      25 hypervisors (1 repeat each; --no-fleet-sweep); --forks-sweep 10,20 (1 repeat each)
+  users: bench/users.py (its docstring): the role as users run it on --users HOSTSxVMS fake VMs
+      (local connection, --forks): every run a whole ansible-playbook process timed from outside,
+      nothing warmed up, prepare included; role gather against one bare balloon_stats_info task, role
+      main without and with the report against bare polling + info; module calls per host counted
+      (bench/callback_plugins/qmp_bench_calls.py); --users-rounds rounds, the order reversed every
+      other round, each ratio judged on the median of its per-round ratios
+  whole: on the largest fake set, whole processes: one balloon_stats_info task over all VMs and over
+      none, bench/floor.py over all and over none, one ansible.builtin.stat task (--whole-reps rounds):
+      what the VMs add to the task against what they add to qemu.qmp
+  fleet: bench/fleet.py (its docstring), the warm in-play figures (information): on --fleet HOSTSxVMS
+      fake VMs the role's gather and main after a prepare in the same play against bare tasks, timed
+      inside one ansible-playbook run; --fleet-sweep (10 and 25 hypervisors), --forks-sweep 10,20
   (e) balloon_stats_polling over all targets: first run (a change of the interval: 0 -> 10 in the
       first repeat, then 10 -> 20, 20 -> 10, ...) and idempotent second run (the same interval again)
 (a), (b), (e) are the task's own duration (bench/callback_plugins/qmp_bench_timer.py: task start to
@@ -65,8 +74,9 @@ from runner import (
     ensure_bench_venv, log, machine_info, run_quiet, usable_ansible_venv,
 )
 from fleet import DEFAULT_PLAYS, SMOKE_PLAYS, fleet_compat, fleet_overhead
-from scenarios import bench_libvirt, bench_set, concurrency_sweep, engine_pairs, fixed_cost, run_profile, summarise_set
-from report import check_targets, render
+from scenarios import bench_libvirt, bench_set, concurrency_sweep, engine_pairs, engine_whole, fixed_cost, run_profile, summarise_set
+from report import check_targets, information, render
+from users import users_run
 
 
 # ---------------------------------------------------------------------------------------------
@@ -90,9 +100,15 @@ def parse_args(argv):
     parser.add_argument('--forks', type=int, default=5, help='forks for the fleet run (Ansible default 5)')
     parser.add_argument('--fleet-reps', type=int, default=None, help='repeats of the fleet plays (role vs bare tasks; default 1)')
     parser.add_argument('--fleet-plays', choices=('default', 'all'), default='default',
-                        help="all: also time the role's main entry point without a prepare before, and both cold plays on "
-                             "every hypervisor (default: the gather one on the first 10)")
-    parser.add_argument('--no-fleet-sweep', action='store_true', help='skip the fleet sweep (10 and 25 hypervisors)')
+                        help="all: also time both entry points in a play without a prepare before (cold), on every hypervisor "
+                             "(default: no cold play; the whole-process runs of --users include prepare)")
+    parser.add_argument('--fleet-sweep', action='store_true', help='the in-play fleet sweep too (10 and 25 hypervisors)')
+    parser.add_argument('--users', default=None,
+                        help='HOSTSxVMS for the role as users run it, whole ansible-playbook processes (default 50x20; smoke 2x2; 0 = none)')
+    parser.add_argument('--users-rounds', type=int, default=None,
+                        help='rounds of the whole-process runs, each configuration once per round (default 2; smoke 1)')
+    parser.add_argument('--whole-reps', type=int, default=None,
+                        help='rounds of the whole-process engine figures on the largest fake set (default --reps)')
     parser.add_argument('--forks-sweep', default=None,
                         help='forks levels for the forks sweep on the whole fleet, comma-separated (default none; e.g. 10,20)')
     parser.add_argument('--fixed-tasks', type=int, default=None,
@@ -111,17 +127,19 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     if args.smoke:
         defaults = dict(out=os.path.join(ROOT, 'build', 'bench-smoke'), sizes='3', qemu=1, reps=1, fleet='2x2', fixed_tasks=2,
-                        fleet_reps=1)
-        args.no_fleet_sweep = True
+                        fleet_reps=1, users='2x2', users_rounds=1)
+        args.fleet_sweep = False
         # No libvirtd in make test: only one privileged libvirt daemon can run on a host, and the
         # libvirt_transport integration target may be starting its own.
         args.no_sweep = args.no_profile = args.no_plot = args.no_libvirt = True
     else:
         defaults = dict(out=os.path.join(BENCH, 'results'), sizes='10,100,1000', qemu=20, reps=5, fleet='50x20', fixed_tasks=10,
-                        fleet_reps=1)
+                        fleet_reps=1, users='50x20', users_rounds=2)
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.whole_reps is None:
+        args.whole_reps = args.reps
     args.forks_sweep = [int(level) for level in (args.forks_sweep or '').split(',') if level.strip()]
     args.sizes = [int(size) for size in args.sizes.split(',') if size.strip() and int(size) > 0]
     return args
@@ -189,6 +207,10 @@ def main(argv=None):
                     log('%s: the module process and the floor side by side, %d pairs' % (label, 2 * args.reps))
                     result['engine_pairs'] = engine_pairs(ansible, fake.sockets, python, work, 2 * args.reps)
                     result['errors'] += result['engine_pairs']['errors']
+                    log('%s: whole processes (the task with the VMs and with none, the floor with them and with none, stat), '
+                        '%d rounds' % (label, args.whole_reps))
+                    results['engine_whole'] = engine_whole(ansible, fake.sockets, python, work, args.whole_reps)
+                    result['errors'] += results['engine_whole']['errors']
                 if size == max(args.sizes) and not args.no_profile:
                     log('%s: profiling the module and the floor with py-spy' % label)
                     results['profile'] = run_profile(bench_python, ansible, fake.sockets, work)
@@ -229,13 +251,16 @@ def main(argv=None):
         if args.fleet and args.fleet != '0':
             hosts, per_host = (int(part) for part in args.fleet.lower().split('x'))
             overhead = fleet_overhead(ansible, python, hosts, per_host, args.forks, work, args.fleet_reps,
-                                      sweep=not args.no_fleet_sweep, forks_sweep=args.forks_sweep,
-                                      plays=SMOKE_PLAYS if args.smoke else (None if args.fleet_plays == 'all' else DEFAULT_PLAYS),
-                                      cold_small=args.fleet_plays != 'all')
+                                      sweep=args.fleet_sweep, forks_sweep=args.forks_sweep,
+                                      plays=SMOKE_PLAYS if args.smoke else (None if args.fleet_plays == 'all' else DEFAULT_PLAYS))
             results['fleet'] = fleet_compat(overhead)
             overhead.pop('role_main_run', None)
             results['fleet_overhead'] = overhead
             failures += ['fleet: %s' % error for error in overhead['errors']]
+        if args.users and args.users != '0':
+            hosts, per_host = (int(part) for part in args.users.lower().split('x'))
+            results['users'] = users_run(ansible, python, hosts, per_host, args.forks, work, args.users_rounds, warmup=not args.smoke)
+            failures += ['users: %s' % error for error in results['users']['errors']]
     except KeyboardInterrupt:
         log('interrupted')
         cleanup()
@@ -245,6 +270,7 @@ def main(argv=None):
         results['duration_s'] = time.time() - started
 
     results['targets'] = [{'target': name, 'holds': bool(holds), 'measured': measured} for name, holds, measured in check_targets(results)]
+    results['information'] = [{'name': name, 'met': met, 'measured': measured} for name, met, measured in information(results)]
     results['failures'] = failures
     os.makedirs(args.out, exist_ok=True)
     report = render(results, notes, failures)

@@ -278,26 +278,39 @@ class AnsibleRunner(object):
             handle.write('[defaults]\nretry_files_enabled = False\nhost_key_checking = False\n'
                          'deprecation_warnings = False\ninterpreter_python = %s\n' % self.python)
 
-    def env(self, timings, modlog, hold=True):
+    def env(self, timings, modlog, hold=True, probe=True, calls=None, timer=True):
+        """The environment of one ansible-playbook run: the timer callback when TIMER; the module probe
+        (bench/probe on the modules' PYTHONPATH) when PROBE; the call counter when CALLS names its file."""
         env = dict(os.environ)
         env.update({
             'ANSIBLE_CONFIG': self.config,
             'ANSIBLE_COLLECTIONS_PATH': self.collections,
             'ANSIBLE_CALLBACK_PLUGINS': os.path.join(BENCH, 'callback_plugins'),
-            'ANSIBLE_CALLBACKS_ENABLED': 'qmp_bench_timer',
+            'ANSIBLE_CALLBACKS_ENABLED': ','.join(name for name, wanted in (('qmp_bench_timer', timer), ('qmp_bench_calls', calls))
+                                                  if wanted),
             'ANSIBLE_NOCOLOR': '1',
             'ANSIBLE_LOCAL_TEMP': os.path.join(self.work, 'ansible-local'),
             'ANSIBLE_REMOTE_TMP': os.path.join(self.work, 'ansible-remote'),
             'ANSIBLE_HOME': os.path.join(self.work, 'ansible-home'),
             'QMP_BENCH_TIMINGS': timings,
-            'QMP_BENCH_MODLOG': modlog,
-            'QMP_BENCH_HOLD': '1' if hold else '0',
-            'PYTHONPATH': os.path.join(BENCH, 'probe') + (os.pathsep + env['PYTHONPATH'] if env.get('PYTHONPATH') else ''),
         })
+        if calls:
+            env['QMP_BENCH_CALLS'] = calls
+        if not env['ANSIBLE_CALLBACKS_ENABLED']:
+            # none: an empty list is a plugin with no name to ansible-core
+            del env['ANSIBLE_CALLBACKS_ENABLED']
+        if probe:
+            env.update({
+                'QMP_BENCH_MODLOG': modlog,
+                'QMP_BENCH_HOLD': '1' if hold else '0',
+                'PYTHONPATH': os.path.join(BENCH, 'probe') + (os.pathsep + env['PYTHONPATH'] if env.get('PYTHONPATH') else ''),
+            })
         return env
 
-    def run(self, name, playbook_text, inventory_text, extra_files=None, forks=None, extra_env=None):
-        """Run one playbook; return (callback timings, module process records, exit code)."""
+    def run(self, name, playbook_text, inventory_text, extra_files=None, forks=None, extra_env=None, probe=True, count_calls=False,
+            limit=None, timer=True):
+        """Run one playbook; return its callback timings, module process records (PROBE), module calls per host
+        (COUNT_CALLS: bench/callback_plugins/qmp_bench_calls.py), exit code and wall time (the whole process, from outside)."""
         directory = os.path.join(self.work, 'play-' + name)
         os.makedirs(directory, exist_ok=True)
         for filename, text in (extra_files or {}).items():
@@ -309,15 +322,23 @@ class AnsibleRunner(object):
             handle.write(inventory_text)
         timings = os.path.join(directory, 'timings.json')
         modlog = os.path.join(directory, 'modules.jsonl')
-        env = self.env(timings, modlog)
+        calls = os.path.join(directory, 'calls.json')
+        for stale in (timings, modlog, calls):
+            if os.path.exists(stale):
+                os.remove(stale)
+        env = self.env(timings, modlog, probe=probe, calls=calls if count_calls else None, timer=timer)
         env.update(extra_env or {})
         command = [self.playbook, '-i', 'inventory.ini', 'playbook.yml']
         if forks:
             command += ['--forks', str(forks)]
+        if limit:
+            command += ['--limit', limit]
         with open(os.path.join(directory, 'ansible.log'), 'w') as output:
-            start = time.time()
+            started_at = time.time()
+            start = time.perf_counter()
             code = subprocess.run(command, cwd=directory, env=env, stdout=output, stderr=subprocess.STDOUT, check=False).returncode
-            wall = time.time() - start
+            wall = time.perf_counter() - start
+            ended_at = time.time()
         tasks = []
         if os.path.exists(timings):
             with open(timings) as handle:
@@ -326,9 +347,14 @@ class AnsibleRunner(object):
         if os.path.exists(modlog):
             with open(modlog) as handle:
                 modules = [json.loads(line) for line in handle if line.strip()]
+        counted = None
+        if os.path.exists(calls):
+            with open(calls) as handle:
+                counted = json.load(handle)
         if code != 0:
             log('ansible-playbook %s exited %d; see %s' % (name, code, os.path.join(directory, 'ansible.log')))
-        return {'tasks': tasks, 'modules': modules, 'rc': code, 'wall': wall, 'dir': directory}
+        return {'tasks': tasks, 'modules': modules, 'calls': counted, 'rc': code, 'wall': wall, 'dir': directory, 'started_at': started_at,
+                'ended_at': ended_at}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -708,3 +708,81 @@ def fixed_cost(runner, tasks_per_play, reps, import_runs=3):
         med['%s_task_over_stat' % kind] = ratio(med['task_s'].get(kind), med['task_s'].get('stat'))
     out['median'] = med
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# engine targets as whole processes: what the VMs add to a task against what they add to qemu.qmp
+# ---------------------------------------------------------------------------------------------
+
+WHOLE_PLAYBOOK = '''---
+- name: whole {kind}
+  hosts: bench
+  gather_facts: false
+  vars_files: [targets.json]
+  tasks:
+    - name: {kind}
+      {task}
+'''
+
+#: kind -> the one task of its playbook (info: the same task over all the VMs or over none).
+WHOLE_TASKS = (
+    ('stat', 'ansible.builtin.stat:\n        path: /'),
+    ('info', 'qmp.balloon.balloon_stats_info:\n        targets: "{{ bench_targets }}"'),
+)
+
+
+def engine_whole(runner, sockets, floor_python, work, reps):
+    """The engine targets of issue 23 as whole processes, none warmed up, each timed from outside.
+
+    Per round, in rotating order: ansible-playbook with one balloon_stats_info task over all SOCKETS
+    (``info-N``) and the same playbook with an empty target list (``info-0``), bench/floor.py over
+    all SOCKETS and over none, and ansible-playbook with one ansible.builtin.stat task. Per round:
+    (info-N - info-0) / (floor-N - floor-0), what the VMs add to a task against what they add to a
+    bare qemu.qmp process; info-N / floor-N (whole processes, information); info-0 / stat. Medians
+    of the per-round ratios. No callback and no module probe run in these processes.
+    """
+    directory = os.path.join(work, 'engine-whole')
+    os.makedirs(directory, exist_ok=True)
+    targets = {'all': [{'socket': path} for path in sockets], 'none': []}
+    files = {}
+    for name, entries in targets.items():
+        files[name] = os.path.join(directory, 'targets-%s.json' % name)
+        with open(files[name], 'w') as handle:
+            json.dump(entries, handle)
+    n = len(sockets)
+    kinds = ('info-%d' % n, 'info-0', 'floor-%d' % n, 'floor-0', 'stat')
+    out = {'vms': n, 'reps': reps, 'walls': {kind: [] for kind in kinds}, 'per_vm_ratio': [], 'whole_ratio': [], 'none_over_stat': [],
+           'task_added': [], 'floor_added': [], 'errors': []}
+    inventory = '[bench]\nlocalhost ansible_connection=local\n'
+    for rep in range(reps):
+        order = kinds[rep % len(kinds):] + kinds[:rep % len(kinds)]
+        walls = {}
+        for kind in order:
+            if kind.startswith('floor-'):
+                wall, _rss, code, output, errors, _cpu = timed_child([floor_python, FLOOR, files['all' if kind != 'floor-0' else 'none']])
+                if code != 0:
+                    out['errors'].append('%s exited %d: %s %s' % (kind, code, output[-300:], errors[-300:]))
+                    continue
+            else:
+                task = dict(WHOLE_TASKS)['stat' if kind == 'stat' else 'info']
+                entries = targets['none' if kind in ('info-0', 'stat') else 'all']
+                run = runner.run('whole-%s-%d' % (kind, rep), WHOLE_PLAYBOOK.format(kind=kind, task=task), inventory,
+                                 extra_files={'targets.json': json.dumps({'bench_targets': entries})}, probe=False, timer=False)
+                if run['rc'] != 0:
+                    out['errors'].append('%s: ansible-playbook exited %d (see %s)' % (kind, run['rc'], run['dir']))
+                    continue
+                wall = run['wall']
+            walls[kind] = wall
+            out['walls'][kind].append(wall)
+        if all(kind in walls for kind in kinds):
+            task_added = walls['info-%d' % n] - walls['info-0']
+            floor_added = walls['floor-%d' % n] - walls['floor-0']
+            out['task_added'].append(task_added)
+            out['floor_added'].append(floor_added)
+            out['per_vm_ratio'].append(ratio(task_added, floor_added))
+            out['whole_ratio'].append(ratio(walls['info-%d' % n], walls['floor-%d' % n]))
+            out['none_over_stat'].append(ratio(walls['info-0'], walls['stat']))
+    out['median'] = {kind: median(values) for kind, values in out['walls'].items()}
+    for key in ('per_vm_ratio', 'whole_ratio', 'none_over_stat', 'task_added', 'floor_added'):
+        out['median'][key] = median(out[key])
+    return out
