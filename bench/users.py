@@ -11,8 +11,8 @@ Each configuration is its own playbook, and each measured run a fresh ansible-pl
 timed from outside (wall clock, process start to exit):
 
   bare info          one qmp.balloon.balloon_stats_info task, sockets: the host's glob
-  role gather        include_role tasks_from: gather (its setup gate prepares first, as for a user:
-                     balloon_stats_prepare auto finds qemu.qmp in the host Python, makes no venv)
+  role gather        include_role tasks_from: gather (its plan runs prepare's probe first, as for a
+                     user: balloon_stats_prepare auto finds qemu.qmp in the host Python, makes no venv)
   bare two           balloon_stats_polling (interval: balloon_stats_interval) then balloon_stats_info
   role main          roles: [qmp.balloon.balloon_stats] with balloon_stats_report: false
   role main, report  the same with the report (balloon_stats_report: true, the default)
