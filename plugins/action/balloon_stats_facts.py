@@ -16,8 +16,6 @@ plan for this host (plugins/plugin_utils/_role_plan.py).
 
 from __future__ import annotations
 
-import shlex
-
 from ansible import constants as C
 from ansible.errors import AnsibleError
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
@@ -37,9 +35,7 @@ class ActionModule(ActionBase):
 
     def _libvirt_sockets_found(self, paths):
         """Which of ``paths`` exist on the host (a dangling symlink counts): a shell loop, not a module."""
-        script = 'for path in %s; do if [ -e "$path" ] || [ -L "$path" ]; then printf "%%s\\n" "$path"; fi; done' % (
-            ' '.join(shlex.quote(path) for path in paths))
-        result = self._low_level_execute_command(script, sudoable=True)
+        result = self._low_level_execute_command(_facts.libvirt_lookup_script(paths), sudoable=True)
         if result.get('rc') != 0:
             raise AnsibleError('could not look for libvirt\'s sockets on the host (%s)'
                                % ((result.get('stderr') or '').strip() or 'exit status %s' % result.get('rc')))

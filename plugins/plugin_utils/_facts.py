@@ -18,6 +18,7 @@ import datetime
 import hashlib
 import math
 import os
+import shlex
 import socket
 
 from ansible import constants as C
@@ -110,6 +111,13 @@ def rules_of(params):
     """The rules the fact is judged by: the built-in ones (or ``builtin_rules``), then ``rules``."""
     builtin = BUILTIN_RULES if params['builtin_rules'] is None else params['builtin_rules']
     return plain(builtin) + plain(params['rules'] or [])
+
+
+def libvirt_lookup_script(paths, prefix=''):
+    """A shell loop printing, one line each after ``prefix``, the ``paths`` that exist on the host (a
+    dangling symlink counts, as with stat)."""
+    return ('for path in %s; do if [ -e "$path" ] || [ -L "$path" ]; then printf "%s%%s\\n" "$path"; fi; done'
+            % (' '.join(shlex.quote(str(path)) for path in paths), prefix))
 
 
 def choose_transport(params, lookup):

@@ -25,6 +25,7 @@ import shlex
 
 from ansible.module_utils.parsing.convert_bool import boolean
 
+from ansible_collections.qmp.balloon.plugins.plugin_utils import _facts
 from ansible_collections.qmp.balloon.plugins.plugin_utils._data import plain
 
 #: The entry points (tasks_from) that run the story, and what each may do.
@@ -165,20 +166,19 @@ def tag_selected(phases, run_tags, skip_tags):
 
 
 def choose_transport(role, found):
-    """qmp or libvirt as set; auto: QMP when a glob or a socket/TCP VM is given, else libvirt when one of
-    its sockets exists on the host (``found``, None when not looked), else QMP."""
-    transport = role.get('transport')
-    if transport != 'auto':
-        return transport
-    if _qmp_asked(role.get('socket_globs') or [], role.get('vms') or []):
-        return 'qmp'
-    return 'libvirt' if found else 'qmp'
+    """The transport the gather action would choose (``_facts.choose_transport``) for the role's VMs and
+    globs: qmp or libvirt as set; auto: QMP for a glob or a socket/TCP VM, libvirt for domain VMs, else
+    libvirt when one of its sockets exists on the host (``found``), else QMP."""
+    params = {'transport': role.get('transport'), 'sockets': role.get('socket_globs') or [],
+              'targets': [vm if isinstance(vm, dict) else {} for vm in role.get('vms') or []],
+              'libvirt_sockets': role.get('libvirt_sockets') or []}
+    return _facts.choose_transport(params, lambda paths: found)
 
 
 def needs_lookup(role, taken):
-    """auto must look for libvirt's sockets: nothing asks for QMP and the VMs are read."""
+    """auto must look for libvirt's sockets: no VM and no glob is given, and the VMs are read."""
     return (taken['reads'] and role.get('transport') == 'auto' and len(role.get('libvirt_sockets') or []) > 0
-            and not _qmp_asked(role.get('socket_globs') or [], role.get('vms') or []))
+            and not role.get('socket_globs') and not role.get('vms'))
 
 
 def needs_probe(role, taken):
@@ -200,8 +200,7 @@ def host_command(role, python, lookup, probe):
     ``FOUND`` line each, then the probe's JSON line."""
     parts = []
     if lookup:
-        parts.append('for path in %s; do if [ -e "$path" ] || [ -L "$path" ]; then printf "%s%%s\\n" "$path"; fi; done'
-                     % (' '.join(shlex.quote(str(path)) for path in role['libvirt_sockets']), FOUND))
+        parts.append(_facts.libvirt_lookup_script(role['libvirt_sockets'], FOUND))
     if probe:
         venv_python = '%s/bin/python' % role['venv']
         parts.append(' '.join([shlex.quote(word) for word in python.split()]

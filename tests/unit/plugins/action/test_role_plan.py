@@ -149,6 +149,9 @@ def test_the_transport():
     assert _role_plan.choose_transport(role(socket_globs=[]), ['/var/run/libvirt/libvirt-sock']) == 'libvirt'
     assert _role_plan.choose_transport(role(socket_globs=[]), []) == 'qmp'
     assert _role_plan.choose_transport(role(socket_globs=[], vms=[{'domain': 'a'}]), ['/x']) == 'libvirt'
+    # domain VMs are libvirt's without a look, as the gather action chooses
+    assert _role_plan.choose_transport(role(socket_globs=[], vms=[{'domain': 'a'}]), []) == 'libvirt'
+    assert not _role_plan.needs_lookup(role(socket_globs=[], vms=[{'domain': 'a'}]), _role_plan.steps(role()))
     assert _role_plan.choose_transport(role(socket_globs=[], vms=[{'socket': '/a'}]), ['/x']) == 'qmp'
     assert _role_plan.choose_transport(role(transport='libvirt'), []) == 'libvirt'
     taken = _role_plan.steps(role())
