@@ -279,6 +279,17 @@ def test_the_action_plans_with_one_command_and_no_module():
     assert 'ansible_facts' not in result
 
 
+def test_a_role_option_without_the_roles_keys_is_refused():
+    recorder = Recorder()
+    values = role()
+    del values['venv']
+    result = action({'role': values}, recorder).run(task_vars=TASK_VARS)
+    assert result['failed'] and result['msg'].endswith('got entry main without venv')
+    result = action({'role': role(entry='targets')}, recorder).run(task_vars=TASK_VARS)
+    assert result['failed'] and 'got entry targets' in result['msg']
+    assert recorder.commands == [] and recorder.modules == []
+
+
 def test_the_action_fails_before_the_host_on_bad_input():
     recorder = Recorder()
     result = action({'role': role(min_available_percent=150)}, recorder).run(task_vars=TASK_VARS)
